@@ -1,0 +1,5 @@
+import sys
+
+from posealign.cli import main
+
+sys.exit(main())

@@ -1,0 +1,77 @@
+"""Feature level (eq. 4-5): a domain discriminator on the student's deconv features, trained
+through a gradient reversal layer so that the student learns features it cannot tell apart.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _GradientReversal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, coefficient: float) -> torch.Tensor:
+        ctx.coefficient = coefficient
+        return features.view_as(features)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.coefficient * grad_output, None
+
+
+def reverse_gradient(features: torch.Tensor, coefficient: float = 1.0) -> torch.Tensor:
+    """Identity forward; gradient times -coefficient backward (Ganin & Lempitsky 2015)."""
+    return _GradientReversal.apply(features, coefficient)
+
+
+def grl_coefficient(schedule: str, progress: float, base: float = 1.0) -> float:
+    """lambda: ``constant`` (released code) or the DANN ramp 2 / (1 + exp(-10 p)) - 1 over progress p."""
+    if schedule == "constant":
+        return base
+    if schedule == "dann":
+        return base * (2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0)
+    raise ValueError(f"align.feature.grl must be 'constant' or 'dann', not {schedule!r}")
+
+
+class DomainDiscriminator(nn.Module):
+    """Per-pixel discriminator of the released code: conv3x3 C->256, LReLU(0.2), 256->128, LReLU,
+    128->128, LReLU, 128->1 logits. ``stride`` > 1 average-pools the features first (the ``fast``
+    preset: a quarter of the pixels at stride 2)."""
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...] = (256, 128, 128), stride: int = 1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        previous = in_channels
+        for width in channels:
+            layers += [nn.Conv2d(previous, width, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+            previous = width
+        layers.append(nn.Conv2d(previous, 1, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+        self.stride = stride
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            features = F.avg_pool2d(features, self.stride)
+        return self.net(features)
+
+
+def adversarial_loss(
+    discriminator: nn.Module, source_features: torch.Tensor, target_features: torch.Tensor, coefficient: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """L_adv = BCE(D(R(f_s)), 0) + BCE(D(R(f_t)), 1), with R the gradient reversal (eq. 4-5).
+
+    One backward pass trains the discriminator to tell the domains apart and, reversed, the
+    student to make them indistinguishable. Also returns the discriminator's pixel accuracy.
+    """
+    batch = source_features.shape[0]
+    logits = discriminator(reverse_gradient(torch.cat([source_features, target_features]), coefficient))
+    labels = torch.zeros_like(logits)
+    labels[batch:] = 1.0
+    loss = F.binary_cross_entropy_with_logits(logits[:batch], labels[:batch]) + F.binary_cross_entropy_with_logits(
+        logits[batch:], labels[batch:]
+    )
+    accuracy = ((logits > 0).float() == labels).float().mean()
+    return loss, accuracy.detach()

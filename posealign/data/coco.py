@@ -1,0 +1,142 @@
+"""COCO keypoints JSON: the format of user data and of the built-in benchmark.
+
+One category (its ``keypoints`` names and 1-based ``skeleton``) defines the keypoint set, unless a
+known set is named, in which case the file's keypoint count must match it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord, square_box_around
+from posealign.keypoints import KeypointSet, get_keypoint_set, keypoint_set_from_coco_category
+
+
+def load_coco(
+    root: str | Path,
+    split: str = "train",
+    annotation_file: str | Path | None = None,
+    keypoint_set: str | KeypointSet | None = None,
+    category: str | None = None,
+    crop: str = "bbox",
+    crop_scale: float = 1.25,
+) -> PoseDataset:
+    """Read ``root/annotations/{split}.json`` (or ``annotation_file``) with images under ``root``.
+
+    crop: ``"bbox"`` feeds a square of ``crop_scale`` x the object's box to the network (the usual
+    top-down protocol); ``"image"`` feeds the whole image, aspect kept and zero-padded.
+    """
+    root = Path(root)
+    path = Path(annotation_file) if annotation_file else root / "annotations" / f"{split}.json"
+    if not path.is_absolute() and annotation_file:
+        path = root / path
+    if not path.is_file():
+        raise DatasetFormatError(f"{path}: annotation file not found; pass the COCO keypoints JSON of split {split!r}")
+    try:
+        coco = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DatasetFormatError(
+            f"{path}: not valid JSON ({error.msg} at line {error.lineno}); re-export the annotations"
+        ) from None
+    for key in ("images", "annotations", "categories"):
+        if key not in coco:
+            raise DatasetFormatError(
+                f"{path}: no {key!r} list; a COCO keypoints file needs images, annotations and categories"
+            )
+
+    categories = {c["id"]: c for c in coco["categories"]}
+    if category is not None:
+        chosen = [c for c in coco["categories"] if c.get("name") == category]
+        if not chosen:
+            names = sorted(c.get("name") for c in coco["categories"])
+            raise DatasetFormatError(f"{path}: no category named {category!r}; categories here: {names}")
+        category_ids = {chosen[0]["id"]}
+        defining = chosen[0]
+    else:
+        category_ids = set(categories)
+        defining = coco["categories"][0]
+    if isinstance(keypoint_set, str):
+        keypoint_set = get_keypoint_set(keypoint_set)
+    if keypoint_set is None:
+        keypoint_set = keypoint_set_from_coco_category(defining)
+    num_keypoints = keypoint_set.num_keypoints
+
+    images = {image["id"]: image for image in coco["images"]}
+    records = []
+    for annotation in coco["annotations"]:
+        if annotation.get("category_id") not in category_ids:
+            continue
+        flat = np.asarray(annotation.get("keypoints", []), dtype=np.float32)
+        if flat.size != 3 * num_keypoints:
+            raise DatasetFormatError(
+                f"{path}: annotation {annotation.get('id')} has {flat.size // 3} keypoints, "
+                f"the keypoint set {keypoint_set.name!r} has {num_keypoints}; fix the file or choose the matching keypoint set"
+            )
+        triples = flat.reshape(num_keypoints, 3)
+        image = images.get(annotation["image_id"])
+        if image is None:
+            raise DatasetFormatError(
+                f"{path}: annotation {annotation.get('id')} points to image_id {annotation['image_id']} which is not in 'images'"
+            )
+        visible = triples[:, 2] > 0
+        if "bbox" in annotation:
+            bbox = np.asarray(annotation["bbox"], dtype=np.float32)
+        else:
+            points = triples[visible, :2] if visible.any() else triples[:, :2]
+            bbox = np.array([*points.min(0), *(points.max(0) - points.min(0))], dtype=np.float32)
+        if crop == "image":
+            crop_box = square_box_around(0, 0, image["width"], image["height"])
+        elif crop == "bbox":
+            crop_box = square_box_around(bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3], crop_scale)
+        else:
+            raise ValueError(f"crop must be 'bbox' or 'image', not {crop!r}")
+        records.append(
+            PoseRecord(
+                image=root / image["file_name"],
+                keypoints=triples[:, :2].copy(),
+                visible=visible,
+                bbox=bbox,
+                crop_box=crop_box,
+                split=split,
+                category=categories[annotation["category_id"]].get("name"),
+                meta={"image_id": annotation["image_id"], "annotation_id": annotation.get("id")},
+            )
+        )
+    return PoseDataset(name="coco", root=root, keypoint_set=keypoint_set, records=records)
+
+
+def write_coco(
+    path: str | Path,
+    dataset_records: list[PoseRecord],
+    keypoint_set: KeypointSet,
+    root: str | Path,
+    image_sizes: list[tuple[int, int]],
+) -> None:
+    """Write records as a COCO keypoints file, atomically (temporary file, then rename)."""
+    path, root = Path(path), Path(root)
+    images, annotations = [], []
+    for index, (record, (width, height)) in enumerate(zip(dataset_records, image_sizes, strict=True)):
+        images.append(
+            {"id": index, "file_name": str(Path(record.image).relative_to(root)), "width": width, "height": height}
+        )
+        triples = np.concatenate([record.keypoints, record.visible[:, None].astype(np.float32) * 2], axis=1)
+        annotations.append(
+            {
+                "id": index,
+                "image_id": index,
+                "category_id": 1,
+                "iscrowd": 0,
+                "bbox": [round(float(v), 2) for v in record.bbox],
+                "area": float(record.bbox[2] * record.bbox[3]),
+                "keypoints": [round(float(v), 2) for v in triples.reshape(-1)],
+                "num_keypoints": int(record.visible.sum()),
+            }
+        )
+    payload = {"images": images, "annotations": annotations, "categories": [keypoint_set.to_coco_category(1)]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(payload))
+    temporary.replace(path)

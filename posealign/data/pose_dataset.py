@@ -1,0 +1,100 @@
+"""The torch Dataset every loader's records go through: read the image, cut the protocol's crop.
+
+Augmentation is not done here: it runs batched on the training device (``posealign.augmentation``)
+so that the teacher's and student's views, their inverses and the keypoints share one affine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord
+from posealign.errors import UserError
+
+
+def read_image(path) -> Image.Image:
+    """An RGB PIL image, or a one-line error naming the file."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise DatasetFormatError(
+            f"{path}: image file not found; check the dataset root or the annotation's file name"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise DatasetFormatError(
+            f"{path}: cannot decode image ({type(error).__name__}); re-download or remove it from the annotations"
+        ) from None
+
+
+def crop_record(record: PoseRecord, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut ``record.crop_box`` (zero-padded outside the image) and resize it to ``size`` x ``size``.
+
+    Returns the crop (size, size, 3) uint8, keypoints in crop pixels (K, 2) and the integer crop box
+    actually used (x, y, side, side), which maps crop coordinates back: x_image = x_crop * side/size + x.
+    """
+    image = read_image(record.image)
+    x, y, w, _ = (float(v) for v in record.crop_box)
+    side = max(int(round(w)), 1)
+    x0, y0 = int(round(x)), int(round(y))
+    if image.width < 2 or image.height < 2:
+        raise DatasetFormatError(
+            f"{record.image}: image is {image.width}x{image.height}, too small to crop; remove it from the annotations"
+        )
+    crop = image.crop((x0, y0, x0 + side, y0 + side))  # PIL pads outside the image with zeros
+    if side != size:
+        crop = crop.resize((size, size), Image.BILINEAR, reducing_gap=None)
+    scale = size / side
+    keypoints = (record.keypoints - np.array([x0, y0], dtype=np.float32)) * scale
+    return (
+        np.asarray(crop, dtype=np.uint8),
+        keypoints.astype(np.float32),
+        np.array([x0, y0, side, side], dtype=np.float32),
+    )
+
+
+class CroppedPoseDataset(Dataset):
+    """Items: ``image`` (3, S, S) uint8, ``keypoints`` (K, 2) crop pixels, ``visible`` (K,) bool,
+    ``crop_box`` (4,) for mapping back to the original image, ``index``.
+
+    preload: decode every crop once at construction (the built-in benchmark fits in memory and its
+    PNG decoding would otherwise dominate a CPU step).
+    """
+
+    def __init__(self, dataset: PoseDataset, image_size: int, preload: bool = False) -> None:
+        self.dataset = dataset
+        self.image_size = image_size
+        self._cache: list[dict] | None = None
+        if preload:
+            self._cache = [self._load(i) for i in range(len(dataset))]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _load(self, index: int) -> dict:
+        record = self.dataset.records[index]
+        crop, keypoints, crop_box = crop_record(record, self.image_size)
+        inside = (keypoints >= 0).all(1) & (keypoints <= self.image_size - 1).all(1)
+        return {
+            "image": torch.from_numpy(crop.copy()).permute(2, 0, 1).contiguous(),
+            "keypoints": torch.from_numpy(keypoints),
+            "visible": torch.from_numpy(record.visible & inside),
+            "crop_box": torch.from_numpy(crop_box),
+            "index": index,
+        }
+
+    def __getitem__(self, index: int) -> dict:
+        if self._cache is not None:
+            return self._cache[index]
+        return self._load(index)
+
+
+def check_keypoint_count(dataset: PoseDataset, expected: int, where: str) -> None:
+    if dataset.keypoint_set.num_keypoints != expected:
+        raise UserError(
+            f"{dataset.root}: {where} has {dataset.keypoint_set.num_keypoints} keypoints per object but the "
+            f"model predicts {expected}; use data.keypoint_set matching the dataset"
+        )

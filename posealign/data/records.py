@@ -1,0 +1,69 @@
+"""The one sample contract every dataset loader produces.
+
+A loader turns a dataset's files into a :class:`PoseDataset` (a list of :class:`PoseRecord` plus the
+keypoint set they are expressed in). Everything downstream (cropping, augmentation, training,
+evaluation, ``posealign data inspect``) reads only this contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from posealign.keypoints import KeypointSet
+
+
+class DatasetFormatError(ValueError):
+    """A dataset file is missing or malformed. The message is one line naming the file and the fix."""
+
+
+@dataclass
+class PoseRecord:
+    """One annotated object in one image.
+
+    keypoints: (K, 2) float32, x/y in the original image's pixels, in the keypoint set's order.
+    visible:   (K,) bool, True where the keypoint is labeled and visible.
+    bbox:      (4,) float32, x, y, w, h of the object in original pixels (bbox-normalised PCK).
+    crop_box:  (4,) float32, x, y, w, h of the square region the protocol feeds to the network;
+               parts outside the image are zero padding (LSP's aspect-kept resize is a crop_box
+               around the whole image).
+    """
+
+    image: Path
+    keypoints: np.ndarray
+    visible: np.ndarray
+    bbox: np.ndarray
+    crop_box: np.ndarray
+    split: str = "train"
+    category: str | None = None
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class PoseDataset:
+    """Records of one split, the keypoint set they use, and the root their image paths hang off."""
+
+    name: str
+    root: Path
+    keypoint_set: KeypointSet
+    records: list[PoseRecord]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def square_box_around(x0: float, y0: float, x1: float, y1: float, scale: float = 1.0) -> np.ndarray:
+    """A square (x, y, w, h) centred on a box, side = longest side of the box times ``scale``."""
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    side = max(x1 - x0, y1 - y0, 1.0) * scale
+    return np.array([cx - side / 2.0, cy - side / 2.0, side, side], dtype=np.float32)
+
+
+def bbox_from_keypoints(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """Tight (x, y, w, h) box of the visible keypoints (all keypoints if none is visible)."""
+    points = keypoints[visible] if visible.any() else keypoints
+    x0, y0 = points.min(axis=0)
+    x1, y1 = points.max(axis=0)
+    return np.array([x0, y0, x1 - x0, y1 - y0], dtype=np.float32)

@@ -1,0 +1,134 @@
+"""Datasets of a run and the endless, resumable, per-rank batch streams that feed training."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from posealign.data.pose_dataset import CroppedPoseDataset, check_keypoint_count
+from posealign.data.registry import load_dataset
+from posealign.errors import UserError
+from posealign.keypoints import KeypointSet, get_keypoint_set
+from posealign.multilevel_alignment import Batch
+
+
+def build_dataset(spec: DictConfig, config: DictConfig, role: str) -> CroppedPoseDataset:
+    """A dataset entry of the config ({dataset, root, split, options}) as a cropped torch dataset."""
+    if spec.root is None:
+        raise UserError(f"data.{role}.root is not set; pass data.{role}.root=/path/to/dataset")
+    options = OmegaConf.to_container(spec.get("options") or {}, resolve=True)
+    dataset = load_dataset(spec.dataset, str(spec.root), split=spec.split, **options)
+    if len(dataset) == 0:
+        raise UserError(
+            f"{spec.root}: split {spec.split!r} of {spec.dataset} has no annotated objects; check data.{role}.split"
+        )
+    return CroppedPoseDataset(dataset, int(config.data.image_size), preload=bool(config.data.preload))
+
+
+def run_keypoint_set(config: DictConfig, datasets: list[CroppedPoseDataset]) -> KeypointSet:
+    """The keypoint set named by the config, or the first dataset's (COCO data defines its own)."""
+    try:
+        keypoint_set = get_keypoint_set(config.data.keypoint_set)
+    except KeyError:
+        keypoint_set = datasets[0].dataset.keypoint_set
+    for dataset in datasets:
+        check_keypoint_count(dataset.dataset, keypoint_set.num_keypoints, dataset.dataset.name)
+    return keypoint_set
+
+
+def collate(items: list[dict]) -> dict:
+    return {
+        "image": torch.stack([i["image"] for i in items]),
+        "keypoints": torch.stack([i["keypoints"] for i in items]),
+        "visible": torch.stack([i["visible"] for i in items]),
+        "crop_box": torch.stack([i["crop_box"] for i in items]),
+        "index": torch.tensor([i["index"] for i in items]),
+    }
+
+
+def to_batch(items: dict, device: torch.device, channels_last: bool = False) -> Batch:
+    images = items["image"].to(device, non_blocking=True).float().div_(255.0)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return Batch(
+        images=images,
+        keypoints=items["keypoints"].to(device, non_blocking=True),
+        visible=items["visible"].to(device, non_blocking=True),
+        indices=items["index"],
+    )
+
+
+class BatchStream:
+    """Endless batches over a dataset: a fresh permutation per epoch (seeded by seed and epoch, the
+    same on every rank), each rank taking its own share. ``position`` (epoch, batches consumed) goes
+    into checkpoints, so a resumed run sees exactly the batches the uninterrupted one would.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        if len(dataset) < batch_size * world_size:
+            raise UserError(
+                f"{dataset.dataset.root}: {len(dataset)} samples, fewer than one batch ({batch_size} x {world_size} ranks); lower train.batch_size"
+            )
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.epoch = 0
+        self.consumed = 0
+        self._iterator = None
+
+    def _epoch_batches(self) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(len(self.dataset), generator=generator)
+        per_rank = len(order) // self.world_size
+        mine = order[self.rank * per_rank : (self.rank + 1) * per_rank].tolist()
+        full = len(mine) // self.batch_size
+        return [mine[i * self.batch_size : (i + 1) * self.batch_size] for i in range(full)]
+
+    def _start(self) -> None:
+        remaining = self._epoch_batches()[self.consumed :]
+        if self.num_workers > 0:
+            loader = DataLoader(
+                self.dataset,
+                batch_sampler=remaining,
+                num_workers=self.num_workers,
+                collate_fn=collate,
+                pin_memory=self.pin_memory,
+                persistent_workers=False,
+            )
+            self._iterator = iter(loader)
+        else:
+            self._iterator = (collate([self.dataset[i] for i in batch]) for batch in remaining)
+
+    def __next__(self) -> dict:
+        if self._iterator is None:
+            self._start()
+        try:
+            items = next(self._iterator)
+        except StopIteration:
+            self.epoch += 1
+            self.consumed = 0
+            self._start()
+            items = next(self._iterator)
+        self.consumed += 1
+        return items
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
+        self._iterator = None

@@ -1,0 +1,119 @@
+"""The per-run directory: resolved config, JSON-lines metrics, TensorBoard, checkpoints, results.
+
+RUN/config.yaml         the resolved configuration
+RUN/metrics.jsonl       one JSON object per logged step / evaluation
+RUN/tensorboard/        scalars and prediction images
+RUN/checkpoints/        step_XXXXXXX.pt (resumable), final.pt
+RUN/results.json        the final numbers (written last)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from posealign.config import resolved, save_config
+from posealign.errors import UserError
+
+# Keys that may differ between a run and its resumption without making it another run.
+_RUN_KEYS_FREE_TO_CHANGE = (
+    "progress",
+    "num_workers",
+    "log_every",
+    "tensorboard",
+    "out",
+    "pretrain_cache",
+    "checkpoint_every",
+)
+
+
+def _comparable(config: DictConfig) -> dict:
+    plain = OmegaConf.to_container(resolved(config))
+    plain.pop("preset", None)
+    for key in _RUN_KEYS_FREE_TO_CHANGE:
+        plain.get("run", {}).pop(key, None)
+    return plain
+
+
+def prepare_run_directory(config: DictConfig, resume: bool) -> Path:
+    """Create the run directory, or check that an existing one holds this same run.
+
+    An existing directory with another run's config is never written into: the user chooses
+    another ``--out`` or removes it.
+    """
+    run_dir = Path(config.run.out)
+    saved = run_dir / "config.yaml"
+    if saved.is_file():
+        previous = OmegaConf.load(saved)
+        if _comparable(previous) != _comparable(config):
+            changed = _first_difference(_comparable(previous), _comparable(config))
+            raise UserError(
+                f"{run_dir}: holds a different run (differs at {changed}); choose another --out or delete it"
+            )
+        has_progress = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
+        if has_progress and not resume:
+            raise UserError(
+                f"{run_dir}: already holds this run's checkpoints; pass --resume auto to continue it or choose another --out"
+            )
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(
+            f"{run_dir}: exists and is not a posealign run directory (no config.yaml); choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    save_config(config, saved)
+    return run_dir
+
+
+def _first_difference(a, b, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+    return f"{prefix.rstrip('.')}: {a!r} -> {b!r}"
+
+
+class MetricsLog:
+    """JSON-lines metrics (always) and TensorBoard scalars (when enabled); main rank only."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.writer = None
+        if enabled and tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    def log(self, step: int, values: dict, prefix: str = "train") -> None:
+        if not self.enabled:
+            return
+        record = {"step": step, "kind": prefix, **values}
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for name, value in values.items():
+                if isinstance(value, int | float) and math.isfinite(value):
+                    self.writer.add_scalar(f"{prefix}/{name}", value, step)
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, drop lines logged after the checkpoint so the log reads as one clean run."""
+        if not self.enabled or not self.path.is_file():
+            return
+        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text("".join(line + "\n" for line in kept))
+        temporary.replace(self.path)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(payload, indent=2))
+    temporary.replace(path)

@@ -1,0 +1,131 @@
+"""SimpleBaseline (Xiao et al. 2018): a torchvision ResNet, three deconvolutions and a 1x1 head.
+
+``forward`` returns the heatmaps and the deconvolution feature map; the feature level of the method
+aligns that map, so the network exposes it instead of a hook reaching into its insides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from posealign.errors import UserError
+
+_RESNETS = {
+    "resnet18": (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
+    "resnet34": (torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1),
+    "resnet50": (torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1),
+    "resnet101": (torchvision.models.resnet101, torchvision.models.ResNet101_Weights.IMAGENET1K_V1),
+}
+# Output channels of layer1..layer4 for basic-block and bottleneck ResNets.
+_STAGE_CHANNELS = {"resnet18": (64, 128, 256, 512), "resnet34": (64, 128, 256, 512)}
+_BOTTLENECK_CHANNELS = (256, 512, 1024, 2048)
+
+# Images reach the network in [0, 1]; the ImageNet normalisation lives inside the model so that
+# stylization, augmentation and overlays all work on plain [0, 1] images.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def build_resnet_backbone(name: str, weights: str | None = None, stages: int = 4) -> tuple[nn.Sequential, int, int]:
+    """A ResNet trunk up to ``layer{stages}``; returns (module, output channels, output stride).
+
+    weights: None (random init), ``"imagenet"`` (torchvision's enum: downloads once, for users who
+    are online) or a path to a local state dict in torchvision's ResNet layout.
+    """
+    if name not in _RESNETS:
+        raise UserError(f"unknown backbone {name!r}; choose one of {sorted(_RESNETS)}")
+    if not 1 <= stages <= 4:
+        raise UserError(f"model.backbone_stages must be 1..4, got {stages}")
+    constructor, imagenet = _RESNETS[name]
+    resnet = constructor(weights=imagenet if weights == "imagenet" else None)
+    if weights not in (None, "", "none", "imagenet"):
+        load_backbone_weights(resnet, Path(weights))
+    layers = [resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool]
+    layers += [getattr(resnet, f"layer{i}") for i in range(1, stages + 1)]
+    channels = _STAGE_CHANNELS.get(name, _BOTTLENECK_CHANNELS)[stages - 1]
+    return nn.Sequential(*layers), channels, 2 ** (stages + 1)
+
+
+def load_backbone_weights(resnet: nn.Module, path: Path) -> None:
+    """Load a local torchvision-layout ResNet state dict (the classifier ``fc.*`` may be absent)."""
+    if not path.is_file():
+        raise UserError(
+            f"{path}: backbone weights not found; give a torchvision ResNet state dict or model.pretrained=none"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise UserError(
+            f"{path}: cannot read backbone weights ({type(error).__name__}); save them with torch.save(state_dict)"
+        ) from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    missing, unexpected = resnet.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise UserError(
+            f"{path}: not a torchvision ResNet state dict for this backbone "
+            f"({len(missing)} missing keys, e.g. {missing[:1]}; {len(unexpected)} unexpected, e.g. {unexpected[:1]})"
+        )
+
+
+class SimpleBaseline(nn.Module):
+    """ResNet -> ``deconv_layers`` x (deconv k4 s2, BN, ReLU) -> 1x1 conv to K heatmaps.
+
+    forward: images (B, 3, S, S) in [0, 1] -> heatmaps (B, K, S/r, S/r), features (B, C, S/r, S/r)
+    with r = backbone stride / 2**deconv_layers (4 for the paper's ResNet + 3 deconvolutions).
+    """
+
+    def __init__(
+        self,
+        num_keypoints: int,
+        backbone: str = "resnet101",
+        pretrained: str | None = None,
+        backbone_stages: int = 4,
+        deconv_layers: int = 3,
+        deconv_channels: int = 256,
+    ) -> None:
+        super().__init__()
+        self.backbone, channels, backbone_stride = build_resnet_backbone(backbone, pretrained, backbone_stages)
+        layers: list[nn.Module] = []
+        for _ in range(deconv_layers):
+            layers += [
+                nn.ConvTranspose2d(channels, deconv_channels, 4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(deconv_channels),
+                nn.ReLU(inplace=True),
+            ]
+            channels = deconv_channels
+        self.deconv = nn.Sequential(*layers)
+        self.head = nn.Conv2d(channels, num_keypoints, kernel_size=1)
+        self.feature_channels = channels
+        self.stride = backbone_stride // 2**deconv_layers
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        for module in self.deconv.modules():
+            if isinstance(module, nn.ConvTranspose2d):
+                nn.init.normal_(module.weight, std=0.001)
+        nn.init.normal_(self.head.weight, std=0.001)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.deconv(self.backbone((images - self.pixel_mean) / self.pixel_std))
+        return self.head(features), features
+
+
+def build_pose_model(model_cfg, num_keypoints: int) -> SimpleBaseline:
+    """The pose network from the ``model`` section of a config."""
+    pretrained = model_cfg.get("pretrained")
+    return SimpleBaseline(
+        num_keypoints=num_keypoints,
+        backbone=model_cfg.backbone,
+        pretrained=None if pretrained in (None, "none", "") else str(pretrained),
+        backbone_stages=int(model_cfg.get("backbone_stages", 4)),
+        deconv_layers=int(model_cfg.get("deconv_layers", 3)),
+        deconv_channels=int(model_cfg.get("deconv_channels", 256)),
+    )
