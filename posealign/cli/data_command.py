@@ -1,0 +1,193 @@
+"""``posealign data``: see a dataset as the loaders see it, and turn raw releases into loadable ones.
+
+    posealign data inspect --dataset lsp --root data/lsp [--split all] [--limit 5] [-o protocol=standard]
+    posealign data inspect --dataset animalpose --root data/animal-pose --category dog
+    posealign data prepare surreal RAW_DIR OUT_DIR [--stride 10] [--split train]
+
+``inspect`` prints one JSON object per record on stdout, ``{"image", "keypoints": [[x, y, v], ...],
+"bbox": [x, y, w, h]}`` (image relative to the dataset root, keypoints in the keypoint set's order, in
+original pixels, v = 1 visible / 0 not), then one JSON summary line on stderr: records per split,
+keypoints never visible, image files missing. Without ``--split`` it reads every split the dataset
+has; a split that cannot be read is listed under ``unavailable``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from posealign.data.prepare_surreal import SPLITS as SURREAL_SPLITS
+from posealign.data.prepare_surreal import prepare_surreal
+from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord
+from posealign.data.registry import DATASET_LOADERS
+from posealign.errors import UserError
+
+DEFAULT_SPLITS = {
+    "surreal": ("train", "val", "test"),
+    "lsp": ("all",),
+    "synanimal": ("train", "test"),
+    "tigdog": ("train", "test"),
+    "animalpose": ("train", "test"),
+    "coco": ("train", "val"),
+}
+# --category is the animal for the animal datasets, the COCO category name for COCO files.
+CATEGORY_OPTION = {"synanimal": "animal", "tigdog": "animal", "animalpose": "category", "coco": "category"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("data", help="inspect datasets, prepare raw releases")
+    actions = parser.add_subparsers(dest="action", required=True)
+
+    inspect_parser = actions.add_parser("inspect", help="print every record as JSON lines, then a summary on stderr")
+    inspect_parser.add_argument("--dataset", required=True, choices=sorted(DATASET_LOADERS))
+    inspect_parser.add_argument("--root", required=True, help="the dataset's folder")
+    inspect_parser.add_argument("--split", help="one split (default: every split the dataset has)")
+    inspect_parser.add_argument("--category", help="animal (synanimal, tigdog, animalpose) or COCO category")
+    inspect_parser.add_argument("--limit", type=int, help="print at most this many records (the summary counts all)")
+    inspect_parser.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a loader option, e.g. protocol=standard or num_keypoints=14 (VALUE read as JSON when it parses)",
+    )
+    inspect_parser.set_defaults(func=run_inspect)
+
+    prepare_parser = actions.add_parser("prepare", help="convert a raw release into the layout its loader reads")
+    prepare_parser.add_argument("dataset", choices=["surreal"])
+    prepare_parser.add_argument("raw_dir", help="SURREAL's cmu folder (<split>/run{k}/<sequence>/<clip>.mp4)")
+    prepare_parser.add_argument("out_dir", help="where <split>/run{k}/ crops and <split>/run{k}.json go")
+    prepare_parser.add_argument("--stride", type=int, default=10, help="keep every N-th frame (default 10)")
+    prepare_parser.add_argument("--split", choices=SURREAL_SPLITS, help="one split (default: all present)")
+    prepare_parser.add_argument("--enlarge", type=float, default=1.5, help="crop side / joints' box side (default 1.5)")
+    prepare_parser.add_argument(
+        "--size", type=int, help="resize crops to SIZE x SIZE (default: keep the crop's pixels)"
+    )
+    prepare_parser.add_argument("--format", choices=["jpg", "png"], default="jpg")
+    prepare_parser.add_argument(
+        "--min-joints-inside", type=int, default=12, help="skip frames with fewer joints in view"
+    )
+    prepare_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    prepare_parser.set_defaults(func=run_prepare)
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    loader = DATASET_LOADERS[args.dataset]
+    options = _loader_options(args, loader)
+    splits = [args.split] if args.split else list(DEFAULT_SPLITS.get(args.dataset, ("train",)))
+    counts: dict[str, int] = {}
+    categories: dict[str, int] = {}
+    unavailable: dict[str, str] = {}
+    ever_visible = None
+    seen: set[Path] = set()
+    missing: list[str] = []
+    printed = 0
+    dataset = None
+    for split in splits:
+        try:
+            dataset = loader(args.root, split=split, **options)
+        except DatasetFormatError as error:
+            if args.split:
+                raise
+            unavailable[split] = str(error)
+            continue
+        counts[split] = len(dataset)
+        for record in dataset.records:
+            ever_visible = record.visible.copy() if ever_visible is None else ever_visible | record.visible
+            if record.category is not None:
+                categories[record.category] = categories.get(record.category, 0) + 1
+            if record.image not in seen:
+                seen.add(record.image)
+                if not record.image.is_file():
+                    missing.append(_relative(record.image, dataset, args.root))
+            if args.limit is None or printed < args.limit:
+                print(json.dumps(_record_line(record, dataset, args.root)))
+                printed += 1
+    if dataset is None:  # no split could be read: report the first reason
+        raise DatasetFormatError(next(iter(unavailable.values())))
+    names = dataset.keypoint_set.names
+    summary = {
+        "dataset": args.dataset,
+        "root": str(dataset.root),
+        "keypoint_set": dataset.keypoint_set.name,
+        "records": counts,
+        "categories": categories,
+        "never_visible": [] if ever_visible is None else [n for n, v in zip(names, ever_visible, strict=True) if not v],
+        "images": len(seen),
+        "images_missing": len(missing),
+        "first_missing": missing[0] if missing else None,
+        "unavailable": unavailable,
+    }
+    print(json.dumps(summary), file=sys.stderr)
+    return 0
+
+
+def _loader_options(args: argparse.Namespace, loader: Callable[..., PoseDataset]) -> dict:
+    accepted = inspect.signature(loader).parameters
+    options: dict = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--option {item!r}: expected KEY=VALUE")
+        if key not in accepted or key in ("root", "split"):
+            known = sorted(k for k in accepted if k not in ("root", "split"))
+            raise UserError(f"--option {key}: the {args.dataset} loader has no such option; options: {known}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    if args.category is not None:
+        if args.dataset not in CATEGORY_OPTION:
+            raise UserError(f"--category: {args.dataset} has no categories; drop --category")
+        options[CATEGORY_OPTION[args.dataset]] = args.category
+    if "check_images" in accepted:
+        options["check_images"] = False  # counted in the summary instead
+    return options
+
+
+def _record_line(record: PoseRecord, dataset: PoseDataset, root: str) -> dict:
+    return {
+        "image": _relative(record.image, dataset, root),
+        "keypoints": [
+            [round(float(x), 2), round(float(y), 2), int(v)]
+            for (x, y), v in zip(record.keypoints, record.visible, strict=True)
+        ],
+        "bbox": [round(float(v), 2) for v in record.bbox],
+    }
+
+
+def _relative(image: Path, dataset: PoseDataset, root: str) -> str:
+    for base in (dataset.root, Path(root)):
+        try:
+            return Path(image).relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return str(image)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    report = prepare_surreal(
+        args.raw_dir,
+        args.out_dir,
+        stride=args.stride,
+        split=args.split,
+        enlarge=args.enlarge,
+        size=args.size,
+        image_format=args.format,
+        min_joints_inside=args.min_joints_inside,
+        progress=not args.no_progress,
+    )
+    for clip, message in report.failed:
+        print(f"posealign data prepare: failed {clip}: {message}", file=sys.stderr)
+    print(
+        f"prepare surreal: {report.clips} clips, {report.converted} converted ({report.frames} frames), "
+        f"{report.skipped} already done, {len(report.failed)} failed; "
+        f"run files written: {len(report.run_files)}",
+        file=sys.stderr,
+    )
+    return 1 if report.failed else 0
