@@ -59,14 +59,15 @@ def teacher_pseudo_labels(heatmaps: torch.Tensor, mode: str, sigma: float) -> to
 def confidence_gate(peaks: torch.Tensor, mode: str, quantile: float = 0.5, random_range=(0.3, 0.7)) -> torch.Tensor:
     """Which keypoints (b, k) enter the consistency loss, from the teacher's peak activations (B, K).
 
-    ``quantile`` (released): peaks at or above the batch's quantile (kthvalue over all B*K peaks),
-    i.e. the top half at 0.5. ``random`` (paper): a threshold drawn each step, U(lo, hi).
+    ``quantile`` (released): peaks strictly above the batch's quantile (kthvalue over all B*K
+    peaks), i.e. exactly the top half at 0.5 when peaks are distinct (``>=`` would keep one more).
+    ``random`` (paper): a threshold drawn each step, U(lo, hi).
     """
     if mode == "quantile":
         flat = peaks.flatten()
         k = max(1, int(round(quantile * flat.numel())))
         threshold = flat.kthvalue(k).values
-        return peaks >= threshold
+        return peaks > threshold
     if mode == "random":
         low, high = random_range
         threshold = torch.rand((), device=peaks.device) * (high - low) + low
