@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 from torch import nn
+from torch.profiler import record_function
 
 from posealign.alignment.feature_level import DomainDiscriminator, adversarial_loss, grl_coefficient
 from posealign.alignment.image_level import StyleTransfer, build_style_transfer, stylize_source_batch
@@ -127,80 +128,98 @@ class MultiLevelAlignment(nn.Module):
         config = self.config
         adapting = stage == "adapt" and self.teacher is not None
         use_style = adapting or config.train.pretrain_image_level
-        images = self.stylize(labeled, target) if use_style else labeled.images
-        # A(x_s->t): the usual augmentation, keypoints moved with it.
-        views, _, keypoints, visible = self.augment(images, labeled.keypoints, labeled.visible)
-        heatmap_targets, weights = self.supervised_targets(keypoints, visible)
+        with record_function("posealign.image_level"):
+            images = self.stylize(labeled, target) if use_style else labeled.images
+        with record_function("posealign.augmentation"):
+            # A(x_s->t): the usual augmentation, keypoints moved with it.
+            views, _, keypoints, visible = self.augment(images, labeled.keypoints, labeled.visible)
+            heatmap_targets, weights = self.supervised_targets(keypoints, visible)
         logs: dict[str, float] = {}
 
         if not adapting:
-            heatmaps, _ = self.student(views)
-            loss_sup = joints_mse_loss(heatmaps, heatmap_targets, weights)
-            self._check_finite({"loss_sup": loss_sup}, step)
-            _backward(loss_sup, scaler)
+            with record_function("posealign.student_forward"):
+                heatmaps, _ = self.student(views)
+            with record_function("posealign.losses"):
+                loss_sup = joints_mse_loss(heatmaps, heatmap_targets, weights)
+                self._check_finite({"loss_sup": loss_sup}, step)
+            with record_function("posealign.backward"):
+                _backward(loss_sup, scaler)
             return {"loss": loss_sup.item(), "loss_sup": loss_sup.item()}
 
         mt = config.mean_teacher
         # Teacher on the weak view A_w(x_t), no autograd; predictions back to the common frame.
-        weak_images, weak_matrices, _, _ = self.weak_view(target.images)
-        with torch.no_grad():
+        with record_function("posealign.augmentation"):
+            weak_images, weak_matrices, _, _ = self.weak_view(target.images)
+            strong_images, strong_matrices, _, _ = self.strong_view(target.images)
+        with torch.no_grad(), record_function("posealign.teacher_forward"):
             teacher_heatmaps, _ = self.teacher(weak_images)
-            teacher_common, teacher_valid = inverse_warp_heatmaps(teacher_heatmaps.float(), weak_matrices, self.stride)
-            teacher_peaks, teacher_argmax = _peaks_and_locations(teacher_common)
-        # Student on the strong, occluded view O(A_s(x_t)); occlusion at the teacher's keypoints.
-        strong_images, strong_matrices, _, _ = self.strong_view(target.images)
-        keypoints_in_strong = transform_keypoints(teacher_argmax * self.stride, strong_matrices)
-        occluded, _ = occlude_keypoints(
-            strong_images,
-            keypoints_in_strong,
-            teacher_peaks,
-            float(mt.occlusion.probability),
-            float(mt.occlusion.min_peak),
-            self.occlusion_half_size,
-        )
+        with record_function("posealign.warps_occlusion_gating"):
+            with torch.no_grad():
+                teacher_common, teacher_valid = inverse_warp_heatmaps(
+                    teacher_heatmaps.float(), weak_matrices, self.stride
+                )
+                teacher_peaks, teacher_argmax = _peaks_and_locations(teacher_common)
+                pseudo_labels = teacher_pseudo_labels(teacher_common, mt.teacher_target, self.sigma)
+                gate = confidence_gate(teacher_peaks, mt.gate, float(mt.gate_quantile), tuple(mt.gate_random_range))
+            # Student on the strong, occluded view O(A_s(x_t)); occlusion at the teacher's keypoints.
+            keypoints_in_strong = transform_keypoints(teacher_argmax * self.stride, strong_matrices)
+            occluded, _ = occlude_keypoints(
+                strong_images,
+                keypoints_in_strong,
+                teacher_peaks,
+                float(mt.occlusion.probability),
+                float(mt.occlusion.min_peak),
+                self.occlusion_half_size,
+            )
         # One student forward for both domains.
         batch = views.shape[0]
-        heatmaps, features = self.student(torch.cat([views, occluded]))
+        with record_function("posealign.student_forward"):
+            heatmaps, features = self.student(torch.cat([views, occluded]))
         source_heatmaps, target_heatmaps = heatmaps[:batch], heatmaps[batch:]
-        loss_sup = joints_mse_loss(source_heatmaps, heatmap_targets, weights)
-
-        student_common, student_valid = inverse_warp_heatmaps(target_heatmaps.float(), strong_matrices, self.stride)
-        pseudo_labels = teacher_pseudo_labels(teacher_common, mt.teacher_target, self.sigma)
-        gate = confidence_gate(teacher_peaks, mt.gate, float(mt.gate_quantile), tuple(mt.gate_random_range))
-        loss_cons = consistency_loss(student_common, pseudo_labels, gate, student_valid & teacher_valid)
-        losses = {"loss_sup": loss_sup, "loss_cons": loss_cons}
-        total = loss_sup + float(mt.consistency_weight) * loss_cons
-        logs["gate_fraction"] = gate.float().mean().item()
+        with record_function("posealign.warps_occlusion_gating"):
+            student_common, student_valid = inverse_warp_heatmaps(target_heatmaps.float(), strong_matrices, self.stride)
+        with record_function("posealign.losses"):
+            loss_sup = joints_mse_loss(source_heatmaps, heatmap_targets, weights)
+            loss_cons = consistency_loss(student_common, pseudo_labels, gate, student_valid & teacher_valid)
+            losses = {"loss_sup": loss_sup, "loss_cons": loss_cons}
+            total = loss_sup + float(mt.consistency_weight) * loss_cons
 
         if self.discriminator is not None:
             feature = config.align.feature
             coefficient = grl_coefficient(feature.grl, progress, float(feature.grl_lambda))
-            loss_adv, accuracy = adversarial_loss(self.discriminator, features[:batch], features[batch:], coefficient)
+            with record_function("posealign.discriminator_forward"):
+                loss_adv, accuracy = adversarial_loss(
+                    self.discriminator, features[:batch], features[batch:], coefficient
+                )
             losses["loss_adv"] = loss_adv
             total = total + float(feature.weight) * loss_adv
-            logs["discriminator_accuracy"] = accuracy.item()
         if config.align.pose.enabled:
             pose = config.align.pose
-            loss_im = information_maximization_loss(student_common, pose.variant, float(pose.gate_threshold))
+            with record_function("posealign.losses"):
+                loss_im = information_maximization_loss(student_common, pose.variant, float(pose.gate_threshold))
             losses["loss_im"] = loss_im
             total = total + float(pose.weight) * loss_im
 
-        self._check_finite(losses, step)
-        _backward(total, scaler)
-        logs.update({name: value.item() for name, value in losses.items()})
-        logs["loss"] = total.item()
+        with record_function("posealign.losses"):
+            self._check_finite(losses, step)
+        with record_function("posealign.backward"):
+            _backward(total, scaler)
+        # One transfer of all logged scalars (each .item() would be a device sync of its own).
+        scalars = {name: value.detach() for name, value in losses.items()}
+        scalars["loss"], scalars["gate_fraction"] = total.detach(), gate.float().mean()
+        if self.discriminator is not None:
+            scalars["discriminator_accuracy"] = accuracy
+        values = torch.stack([v.float() for v in scalars.values()]).tolist()
+        logs.update(zip(scalars, values, strict=True))
         return logs
 
     @torch.no_grad()
     def update_teacher(self) -> None:
         """Eq. 9, after the optimiser step."""
         if self.teacher is not None:
-            ema_update(
-                self.teacher,
-                _unwrap(self.student),
-                float(self.config.mean_teacher.momentum),
-                self.config.mean_teacher.bn_mode,
-            )
+            with record_function("posealign.ema_update"):
+                momentum = float(self.config.mean_teacher.momentum)
+                ema_update(self.teacher, _unwrap(self.student), momentum, self.config.mean_teacher.bn_mode)
 
     def start_adaptation(self) -> None:
         """Stage 2 begins: the teacher starts as a copy of the pretrained student."""

@@ -7,6 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from posealign.data.pose_dataset import CroppedPoseDataset, check_keypoint_count
+from posealign.data.records import DatasetFormatError
 from posealign.data.registry import load_dataset
 from posealign.errors import UserError
 from posealign.keypoints import KeypointSet, get_keypoint_set
@@ -108,6 +109,9 @@ class BatchStream:
                 collate_fn=collate,
                 pin_memory=self.pin_memory,
                 persistent_workers=False,
+                # Its own generator: a loader draws its workers' base seed when iterated, and drawing
+                # it from the global RNG would shift the augmentation stream of a resumed run.
+                generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch),
             )
             self._iterator = iter(loader)
         else:
@@ -117,12 +121,15 @@ class BatchStream:
         if self._iterator is None:
             self._start()
         try:
-            items = next(self._iterator)
-        except StopIteration:
-            self.epoch += 1
-            self.consumed = 0
-            self._start()
-            items = next(self._iterator)
+            try:
+                items = next(self._iterator)
+            except StopIteration:
+                self.epoch += 1
+                self.consumed = 0
+                self._start()
+                items = next(self._iterator)
+        except (DatasetFormatError, UserError) as error:
+            raise type(error)(_one_line(error)) from None
         self.consumed += 1
         return items
 
@@ -132,3 +139,11 @@ class BatchStream:
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
         self._iterator = None
+
+
+def _one_line(error: Exception) -> str:
+    """The dataset's own one-line message of an error a DataLoader worker re-raised with its traceback."""
+    text = str(error).rstrip()
+    if "Original Traceback" not in text:
+        return text
+    return text.splitlines()[-1].removeprefix(f"{type(error).__module__}.{type(error).__qualname__}: ")

@@ -38,8 +38,8 @@ def _comparable(config: DictConfig) -> dict:
     return plain
 
 
-def prepare_run_directory(config: DictConfig, resume: bool) -> Path:
-    """Create the run directory, or check that an existing one holds this same run.
+def check_run_directory(config: DictConfig, resume: bool) -> Path:
+    """Check, writing nothing, that the run directory is free or holds this same run.
 
     An existing directory with another run's config is never written into: the user chooses
     another ``--out`` or removes it.
@@ -62,6 +62,13 @@ def prepare_run_directory(config: DictConfig, resume: bool) -> Path:
         raise UserError(
             f"{run_dir}: exists and is not a posealign run directory (no config.yaml); choose another --out"
         )
+    return run_dir
+
+
+def prepare_run_directory(config: DictConfig, resume: bool) -> Path:
+    """Create the run directory with its ``config.yaml``, after the same checks as ``check_run_directory``."""
+    run_dir = check_run_directory(config, resume)
+    saved = run_dir / "config.yaml"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     save_config(config, saved)
@@ -103,7 +110,8 @@ class MetricsLog:
         """On resume, drop lines logged after the checkpoint so the log reads as one clean run."""
         if not self.enabled or not self.path.is_file():
             return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        lines = self.path.read_text().splitlines()
+        kept = [line for line in lines if (logged := _logged_step(line)) is not None and logged <= step]
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text("".join(line + "\n" for line in kept))
         temporary.replace(self.path)
@@ -111,6 +119,14 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _logged_step(line: str) -> int | None:
+    """The step of a metrics line; None for a line cut short by a killed process."""
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return None
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:

@@ -39,7 +39,12 @@ from posealign.engine.distributed import (
     setup_distributed,
 )
 from posealign.engine.evaluate import evaluate
-from posealign.engine.run_directory import MetricsLog, prepare_run_directory, write_json_atomic
+from posealign.engine.run_directory import (
+    MetricsLog,
+    check_run_directory,
+    prepare_run_directory,
+    write_json_atomic,
+)
 from posealign.errors import UserError
 from posealign.multilevel_alignment import MultiLevelAlignment, NonFiniteLossError
 
@@ -117,9 +122,9 @@ def train(config: DictConfig, resume: str | None = None) -> dict:
 def _train(config: DictConfig, resume: str | None, context: DistributedContext) -> dict:
     device = context.device
     torch.manual_seed(int(config.run.seed) + context.rank)
-    run_dir = prepare_run_directory(config, resume is not None) if context.is_main else Path(config.run.out)
-    barrier(context)
-    log = MetricsLog(run_dir, bool(config.run.tensorboard), enabled=context.is_main)
+    run_dir = Path(config.run.out)
+    if context.is_main:
+        check_run_directory(config, resume is not None)  # fail fast, before loading any data
     say = print if context.is_main else (lambda *a, **k: None)
 
     # -- data ------------------------------------------------------------------------------------
@@ -140,6 +145,11 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
         if target_set
         else None
     )
+    # Written only now: a run stopped by bad data leaves no config.yaml that the corrected run would clash with.
+    if context.is_main:
+        prepare_run_directory(config, resume is not None)
+    barrier(context)
+    log = MetricsLog(run_dir, bool(config.run.tensorboard), enabled=context.is_main)
 
     # -- networks and optimisers -----------------------------------------------------------------
     method = MultiLevelAlignment(config, keypoint_set.num_keypoints).to(device)
@@ -223,7 +233,14 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
         if path is not None:
             state = load_checkpoint(path)
             _check_same_keypoints(state, keypoint_set, path)
-            load_state(state)
+            try:
+                load_state(state)
+            except (KeyError, RuntimeError, ValueError) as error:
+                detail = " ".join(str(error).split()) or type(error).__name__  # torch's message spans lines
+                detail = detail if len(detail) <= 300 else detail[:300] + "..."
+                raise UserError(
+                    f"{path}: checkpoint does not fit this run's networks ({detail}); resume with a checkpoint of the same config"
+                ) from None
             step = int(state["step"])
             log.truncate_after(step)
             say(f"resumed from {path} at step {step}")
@@ -269,15 +286,20 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
             optimizer.zero_grad(set_to_none=True)
             if discriminator_optimizer is not None:
                 discriminator_optimizer.zero_grad(set_to_none=True)
+            # A diverging forward overwrites BatchNorm statistics before its loss is checked.
+            buffers_before = [b.detach().clone() for b in method.buffers()]
             try:
                 with _autocast(config, device):
                     logs = method.forward_backward(
                         labeled, target, stage, progress=step / max(total_steps, 1), step=step, scaler=scaler
                     )
             except NonFiniteLossError as error:
-                save(step)  # parameters are still those of the last good step
+                # Parameters and optimiser states are still those of the last good step; the buffers are put back.
+                torch._foreach_copy_(list(method.buffers()), buffers_before)
+                save(step)
                 raise UserError(
-                    f"{run_dir}: training diverged: {error}; checkpoint of the last good step saved, lower optim.lr or check the data"
+                    f"{checkpoint_path(run_dir / 'checkpoints', step)}: training diverged ({error}); this checkpoint holds "
+                    "the last good step, lower optim.lr or check the data"
                 ) from None
             scaler.step(optimizer)
             if discriminator_optimizer is not None and stage == "adapt":
@@ -286,8 +308,9 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
             scheduler.step()
             if stage == "adapt":
                 method.update_teacher()
-                if config.mean_teacher.bn_mode == "train_teacher":
-                    average_buffers(method.teacher, context)
+                # Whatever bn_mode, the teacher's buffers come from this rank's batches (its own
+                # forward, or the student's buffers, which DDP only syncs at the next forward).
+                average_buffers(method.teacher, context)
             step += 1
             progress.update(1)
 

@@ -26,5 +26,8 @@ def log_prediction_images(writer, model, dataset, keypoint_set, step: int, devic
     indices = list(range(min(count, len(dataset))))
     crops, coords, confidence = predict_crops(model, dataset, indices, device)
     scale = max(1.0, 192 / crops.shape[1])
-    tiles = [np.asarray(draw_pose(c, k, s, keypoint_set, scale=scale)) for c, k, s in zip(crops, coords, confidence, strict=True)]
+    tiles = [
+        np.asarray(draw_pose(c, k, s, keypoint_set, scale=scale))
+        for c, k, s in zip(crops, coords, confidence, strict=True)
+    ]
     writer.add_images("predictions/target", np.stack(tiles), step, dataformats="NHWC")

@@ -1,0 +1,63 @@
+"""``posealign ablate --out DIR --seeds N [--task benchmark]``: the rows of the paper's Table 6
+(what each alignment level adds to the mean teacher), each over N seeds, printed as mean ± std.
+
+Every row of one seed starts from the same source pretraining (reused from ``DIR/pretrain_cache``),
+so the rows differ only by their adaptation.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from posealign.engine.run_directory import write_json_atomic
+
+ABLATION_ROWS = ("source_only", "mean_teacher", "mt_image", "mt_image_feature", "mt_image_pose", "daml", "oracle")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "ablate", help="Table 6: each alignment level, mean ± std over seeds", description=__doc__
+    )
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ..., N-1)")
+    parser.add_argument("--task", default="benchmark", help="task preset (default: the built-in benchmark)")
+    parser.add_argument("--rows", nargs="+", default=list(ABLATION_ROWS), help="method presets to run")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from posealign.data.benchmark_task import ensure_benchmark
+    from posealign.experiments import config_for, format_table, mean_and_spread, run_preset
+    from posealign.keypoints import get_keypoint_set
+
+    out = Path(args.out).resolve()
+    shared = [*args.overrides, f"run.pretrain_cache={out / 'pretrain_cache'}"]
+    if args.task == "benchmark":
+        shared.append(f"data.benchmark_root={out / 'benchmark'}")
+        ensure_benchmark(config_for("source_only", "benchmark", [*shared, f"run.out={out / 'probe'}"]))
+    groups = list(
+        get_keypoint_set(config_for("daml", args.task, [*shared, "run.out=/dev/null"]).data.keypoint_set).groups
+    )
+    per_row: dict[str, list[dict]] = {}
+    for seed in range(args.seeds):
+        for row in args.rows:
+            results = run_preset(row, args.task, out / f"seed{seed}" / row, [*shared, f"run.seed={seed}"])
+            per_row.setdefault(results["method"], []).append(results)
+    means, spreads = {}, {}
+    for method, results in per_row.items():
+        means[method], spreads[method] = mean_and_spread(results, groups)
+    print(f"\nTarget PCK@0.05, mean ± std over {args.seeds} seed(s):")
+    print(format_table(means, groups, "target", spreads))
+    summary = {
+        method: {
+            "target": means[method]["target"],
+            "std": spreads[method],
+            "per_seed": [r["target"]["pck"] for r in per_row[method]],
+        }
+        for method in per_row
+    }
+    write_json_atomic(out / "ablation.json", summary)
+    print(f"\n{out / 'ablation.json'}")
+    return 0

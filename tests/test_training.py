@@ -1,0 +1,362 @@
+"""``posealign train`` end to end on a tiny benchmark: the run directory, resuming after SIGKILL and
+SIGTERM, two ranks under torchrun, and one-line errors for bad input.
+
+Every run is the daml preset at 32 px for a handful of steps; one benchmark (64 + 16 images per
+domain) is generated once per session and shared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from posealign.cli import main
+from posealign.config import load_config
+from posealign.data.benchmark_task import ensure_benchmark
+from posealign.engine.run_directory import MetricsLog
+from posealign.keypoints import ANIMAL18
+
+TINY = [
+    "run.tensorboard=false",
+    "run.progress=false",
+    "run.num_workers=0",
+    "run.log_every=1",
+    "run.seed=3",
+    "data.image_size=32",
+    "data.heatmap_size=32",
+    "data.benchmark_sizes={source_train: 64, source_test: 16, target_train: 64, target_test: 16}",
+    "train.batch_size=8",
+]
+# The resumable run of tests 1-3: 4 pretrain + 6 adapt steps, checkpoints after steps 3, 6 and 9.
+SCHEDULE = ["train.pretrain_steps=4", "train.adapt_steps=6", "run.checkpoint_every=3"]
+# Subprocesses get one thread each, as the in-process runs do: the same arithmetic, bit for bit.
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="session")
+def benchmark_root(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("benchmark")
+    ensure_benchmark(load_config("daml", "benchmark", [*TINY, f"data.benchmark_root={root}"]))
+    return root
+
+
+def train_argv(out: Path, benchmark_root: Path, *overrides: str, preset: str = "daml") -> list[str]:
+    return [
+        "train",
+        "--preset",
+        preset,
+        "--task",
+        "benchmark",
+        "--out",
+        str(out),
+        *TINY,
+        f"data.benchmark_root={benchmark_root}",
+        *overrides,
+    ]
+
+
+def run_cli(capsys, argv: list[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def start_subprocess(argv: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "posealign", *argv],
+        cwd=cwd,
+        env=SUBPROCESS_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Poll ``condition`` until it holds; fail if the process ends first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"the run ended (exit {process.returncode}) before the awaited point:\n{process.stdout.read()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("timed out waiting for the run")
+        time.sleep(0.005)
+
+
+def final_numbers(run_dir: Path) -> dict:
+    """results.json without its timing."""
+    results = json.loads((run_dir / "results.json").read_text())
+    results.pop("train_seconds")
+    return results
+
+
+def assert_same_networks(run_a: Path, run_b: Path) -> None:
+    a = torch.load(run_a / "checkpoints" / "final.pt", map_location="cpu", weights_only=False)
+    b = torch.load(run_b / "checkpoints" / "final.pt", map_location="cpu", weights_only=False)
+    assert a["step"] == b["step"]
+    for network in ("student", "teacher", "discriminator"):
+        assert a[network].keys() == b[network].keys()
+        for name, tensor in a[network].items():
+            assert torch.allclose(tensor.float(), b[network][name].float(), atol=1e-5), f"{network}.{name}"
+
+
+@pytest.fixture(scope="module")
+def reference_run(benchmark_root, tmp_path_factory) -> tuple[Path, str]:
+    """The uninterrupted run every resumed run must reproduce, and its console output."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console):
+        assert main(train_argv(out, benchmark_root, *SCHEDULE)) == 0
+    return out, console.getvalue()
+
+
+# ---------------------------------------------------------------- 1. the run directory
+
+
+def test_run_writes_config_metrics_checkpoint_and_results(reference_run):
+    run_dir, console = reference_run
+    assert "batch 8 x 1 rank(s) = 8 per domain, lr 0.001" in console  # effective batch and lr, up front
+
+    config_text = (run_dir / "config.yaml").read_text()
+    assert "${" not in config_text and "seed: 3" in config_text
+
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train] == list(range(1, 11))
+    assert {"loss", "loss_sup", "lr"} <= set(train[0]) and train[0]["stage"] == "pretrain"
+    assert {"loss_cons", "loss_adv", "loss_im"} <= set(train[-1]) and train[-1]["stage"] == "adapt"
+    assert {"eval_target", "eval_source"} <= {r["kind"] for r in records}
+
+    final = torch.load(run_dir / "checkpoints" / "final.pt", map_location="cpu", weights_only=False)
+    assert final["step"] == 10 and final["teacher"] is not None
+
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["method"] == "daml" and results["steps"] == 10
+    for domain in ("target", "source"):
+        assert 0.0 <= results[domain]["pck"] <= 100.0
+        assert {"Sld", "Elb", "Wrist", "Hip", "Knee", "Ankle"} <= set(results[domain]["groups"])
+
+
+# ---------------------------------------------------------------- 2, 3. resuming
+
+
+def test_sigkill_then_resume_reproduces_the_uninterrupted_run(reference_run, benchmark_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    process = start_subprocess(train_argv(out, benchmark_root, *SCHEDULE), tmp_path)
+    wait_for(lambda: any((out / "checkpoints").glob("step_*.pt")), process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert not (out / "results.json").exists(), "the run ended before it was killed"
+
+    code, stdout, _ = run_cli(capsys, [*train_argv(out, benchmark_root, *SCHEDULE), "--resume", "auto"])
+    assert code == 0 and "resumed from" in stdout
+    assert final_numbers(out) == final_numbers(reference_run[0])
+    assert_same_networks(out, reference_run[0])
+
+
+def test_sigterm_saves_then_resume_completes(reference_run, benchmark_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    process = start_subprocess(train_argv(out, benchmark_root, *SCHEDULE), tmp_path)
+    metrics = out / "metrics.jsonl"
+    wait_for(lambda: metrics.is_file() and metrics.read_text().count("\n") >= 1, process)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode not in (0, -signal.SIGTERM), output
+    assert "--resume auto" in output
+    checkpoints = sorted((out / "checkpoints").glob("step_*.pt"))
+    stopped_at = torch.load(checkpoints[-1], map_location="cpu", weights_only=False)["step"]
+    assert 1 <= stopped_at < 10
+
+    # Workers may change on resume; their loader must not shift the run's random stream.
+    code, stdout, _ = run_cli(
+        capsys, [*train_argv(out, benchmark_root, *SCHEDULE, "run.num_workers=1"), "--resume", "auto"]
+    )
+    assert code == 0 and f"at step {stopped_at}" in stdout
+    assert final_numbers(out) == final_numbers(reference_run[0])
+    assert_same_networks(out, reference_run[0])
+
+
+def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(
+        '{"step": 1, "kind": "train"}\n{"step": 2, "kind": "train"}\n{"step": 3, "ki'
+    )
+    log = MetricsLog(tmp_path, tensorboard=False)
+    log.truncate_after(1)
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1, "kind": "train"}\n'
+
+
+# ---------------------------------------------------------------- 4. two ranks
+
+# Runs `posealign train` on this rank, then saves the rank's final networks: what the package writes
+# is rank 0's alone, so the test records every rank's own copy from outside.
+RANK_SCRIPT = """
+import os, sys
+import torch
+from posealign import cli
+from posealign.engine import trainer
+
+methods = []
+
+class RecordedAlignment(trainer.MultiLevelAlignment):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        methods.append(self)
+
+trainer.MultiLevelAlignment = RecordedAlignment
+code = cli.main(sys.argv[2:])
+student = methods[0].student
+student = getattr(student, "module", student)  # DistributedDataParallel
+torch.save(
+    {"student": student.state_dict(), "teacher": methods[0].teacher.state_dict()},
+    os.path.join(sys.argv[1], f"rank{os.environ['RANK']}.pt"),
+)
+sys.exit(code)
+"""
+
+
+def test_two_ranks_keep_identical_networks_and_resume_on_one(benchmark_root, tmp_path, capsys):
+    script = tmp_path / "rank_states.py"
+    script.write_text(RANK_SCRIPT)
+    out, dumps = tmp_path / "run", tmp_path / "dumps"
+    dumps.mkdir()
+    # bn_mode=copy: the teacher takes each rank's own student BatchNorm statistics, which only an
+    # average across ranks keeps equal.
+    schedule = [
+        "train.pretrain_steps=2",
+        "train.adapt_steps=3",
+        "run.checkpoint_every=3",
+        "run.device=cpu",
+        "mean_teacher.bn_mode=copy",
+    ]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
+    result = subprocess.run(
+        [*command, str(script), str(dumps), *train_argv(out, benchmark_root, *schedule)],
+        cwd=tmp_path,
+        env=SUBPROCESS_ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "batch 8 x 2 rank(s) = 16 per domain" in result.stdout
+
+    rank0, rank1 = (torch.load(dumps / f"rank{r}.pt", map_location="cpu") for r in (0, 1))
+    checkpoint = torch.load(out / "checkpoints" / "final.pt", map_location="cpu", weights_only=False)
+    # Student parameters (its BatchNorm statistics are rank 0's, broadcast at each forward) and the
+    # whole teacher, buffers included, are the same on both ranks and in rank 0's checkpoint.
+    student_parameters = [name for name in rank0["student"] if "running_" not in name and "num_batches" not in name]
+    for name in student_parameters:
+        assert torch.equal(rank0["student"][name], rank1["student"][name]), name
+    for name in rank0["teacher"]:
+        assert torch.equal(rank0["teacher"][name], rank1["teacher"][name]), name
+    for network in ("student", "teacher"):
+        for name, tensor in rank0[network].items():
+            assert torch.equal(tensor, checkpoint[network][name]), f"{network}.{name}"
+
+    # Rank 0's checkpoint after step 3 continues in a single process.
+    resume_from = out / "checkpoints" / "step_0000003.pt"
+    code, stdout, _ = run_cli(capsys, [*train_argv(out, benchmark_root, *schedule), "--resume", str(resume_from)])
+    assert code == 0 and "resumed from" in stdout and "batch 8 x 1 rank(s)" in stdout
+    assert json.loads((out / "results.json").read_text())["steps"] == 5
+
+
+# ---------------------------------------------------------------- 5. bad input
+
+
+def assert_one_line_error(code: int, err: str, *mentions: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("posealign train: error: "), err
+    for mention in mentions:
+        assert mention in lines[0], (mention, lines[0])
+
+
+@pytest.fixture()
+def benchmark_copy(benchmark_root, tmp_path) -> Path:
+    copy = tmp_path / "benchmark"
+    shutil.copytree(benchmark_root, copy)
+    return copy
+
+
+def test_output_directory_of_another_run_is_left_alone(reference_run, benchmark_root, capsys):
+    run_dir = reference_run[0]
+    before = {p: p.read_bytes() for p in [run_dir / "config.yaml", run_dir / "results.json", run_dir / "metrics.jsonl"]}
+    code, _, err = run_cli(capsys, train_argv(run_dir, benchmark_root, *SCHEDULE, "optim.lr=0.002"))
+    assert_one_line_error(code, err, str(run_dir), "optim.lr", "choose another --out")
+    assert {p: p.read_bytes() for p in before} == before
+
+
+@pytest.mark.parametrize("loading", ["preload", "workers"])
+def test_corrupt_image(loading, benchmark_copy, tmp_path, capsys):
+    broken = benchmark_copy / "images" / "source_train" / "000005.png"
+    broken.write_bytes(b"\x89PNG not really")
+    overrides = ["train.pretrain_steps=8"]  # one epoch of the 64 source images: the broken one is read
+    if loading == "workers":
+        overrides += ["data.preload=false", "run.num_workers=1"]  # the error comes from a worker process
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, train_argv(out, benchmark_copy, *overrides, preset="source_only"))
+    assert_one_line_error(code, err, str(broken), "remove it from the annotations")
+    assert broken.read_bytes() == b"\x89PNG not really"  # the benchmark was not regenerated over it
+    if loading == "preload":  # bad data found before the run directory is made
+        assert not out.exists()
+
+
+def test_annotation_with_wrong_number_of_keypoints(benchmark_copy, tmp_path, capsys):
+    annotations = benchmark_copy / "annotations" / "source_train.json"
+    coco = json.loads(annotations.read_text())
+    coco["annotations"][3]["keypoints"] = coco["annotations"][3]["keypoints"][:-3]
+    annotations.write_text(json.dumps(coco))
+    code, _, err = run_cli(capsys, train_argv(tmp_path / "run", benchmark_copy, *SCHEDULE))
+    assert_one_line_error(code, err, str(annotations), "15 keypoints", "fix the file")
+
+
+def test_missing_annotation_file(benchmark_copy, tmp_path, capsys):
+    annotations = benchmark_copy / "annotations" / "target_test.json"
+    annotations.unlink()
+    code, _, err = run_cli(capsys, train_argv(tmp_path / "run", benchmark_copy, *SCHEDULE))
+    assert_one_line_error(code, err, str(annotations), "not found")
+    assert not annotations.exists()
+
+
+@pytest.mark.parametrize("mismatch", ["keypoint_set", "network"])
+def test_checkpoint_of_another_run(mismatch, reference_run, benchmark_root, tmp_path, capsys):
+    state = torch.load(reference_run[0] / "checkpoints" / "final.pt", map_location="cpu", weights_only=False)
+    if mismatch == "keypoint_set":
+        state["keypoint_set"] = {"name": ANIMAL18.name, "names": list(ANIMAL18.names), "skeleton": []}
+        mentions = (repr(ANIMAL18.name), "use a matching checkpoint")
+    else:
+        state["student"].pop("backbone.0.weight")
+        mentions = ("backbone.0.weight", "checkpoint of the same config")
+    other = tmp_path / "other.pt"
+    torch.save(state, other)
+    before = other.read_bytes()
+    argv = [*train_argv(tmp_path / "run", benchmark_root, *SCHEDULE), "--resume", str(other)]
+    code, _, err = run_cli(capsys, argv)
+    assert_one_line_error(code, err, str(other), *mentions)
+    assert other.read_bytes() == before
+
+
+def test_nan_loss_stops_naming_the_term_and_step_after_saving(benchmark_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    # Adam moves every weight by ~lr in the first step: at 1e30 the next forward overflows.
+    code, _, err = run_cli(capsys, train_argv(out, benchmark_root, *SCHEDULE, "optim.lr=1e30"))
+    saved = out / "checkpoints" / "step_0000001.pt"
+    assert_one_line_error(code, err, str(saved), "loss_sup is nan at step 1", "lower optim.lr")
+    state = torch.load(saved, map_location="cpu", weights_only=False)
+    assert state["step"] == 1
+    assert all(torch.isfinite(tensor).all() for tensor in state["student"].values() if tensor.is_floating_point())
+    assert not (out / "results.json").exists()
