@@ -22,7 +22,10 @@ def available_presets() -> list[str]:
 
 
 def available_tasks() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in (CONFIG_ROOT / "tasks").iterdir() if p.name.endswith(".yaml"))
+    # Files starting with an underscore are shared parts that tasks inherit, not tasks themselves.
+    return sorted(
+        p.name.removesuffix(".yaml") for p in (CONFIG_ROOT / "tasks").iterdir() if p.name.endswith(".yaml") and not p.name.startswith("_")
+    )
 
 
 def _read_yaml(kind: str, name: str) -> DictConfig:
@@ -56,6 +59,8 @@ def load_config(preset: str = "source_only", task: str | None = None, overrides:
             raise UserError(f"override {item!r} is not key=value (e.g. train.batch_size=16)")
     layers.append(OmegaConf.from_dotlist(list(overrides or [])))
     config = OmegaConf.merge(*layers)
+    if config.get("run") is not None and config.run.get("amp") is False:
+        config.run.amp = "off"  # YAML 1.1 reads an unquoted `run.amp=off` as the boolean false
     config.preset = preset
     config.task = task
     return config

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 from posealign.config import available_presets, available_tasks, load_config
 
@@ -34,8 +36,23 @@ def run(args: argparse.Namespace) -> int:
     try:
         results = train(config, resume=args.resume)
     except TrainingInterrupted as stopped:
-        print(f"posealign train: {stopped}")
+        print(f"posealign train: {stopped}", file=sys.stderr)
         return 143
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # rank 0 evaluates and reports
+    _print_task_table(config, results)
     summary = {name: results[name]["pck"] for name in results if isinstance(results[name], dict) and "pck" in results[name]}
     print(json.dumps({"method": results["method"], "pck": summary}))
     return 0
+
+
+def _print_task_table(config, results: dict) -> None:
+    """The paper's table layout for this task: the keypoint set's groups + All, with its numbers."""
+    from posealign.experiments import format_table
+
+    groups = list(results["target"]["groups"]) if "target" in results else []
+    print()
+    print(format_table({results["method"]: results}, groups, "target"))
+    reference = config.get("reference")
+    if reference:
+        print("paper: " + ", ".join(f"{name} {value}" for name, value in reference.items()))

@@ -18,7 +18,8 @@ def build_dataset(spec: DictConfig, config: DictConfig, role: str) -> CroppedPos
     """A dataset entry of the config ({dataset, root, split, options}) as a cropped torch dataset."""
     if spec.root is None:
         raise UserError(f"data.{role}.root is not set; pass data.{role}.root=/path/to/dataset")
-    options = OmegaConf.to_container(spec.get("options") or {}, resolve=True)
+    options = spec.get("options")  # an empty DictConfig is falsy: test for None, not truth
+    options = OmegaConf.to_container(options, resolve=True) if options is not None else {}
     dataset = load_dataset(spec.dataset, str(spec.root), split=spec.split, **options)
     if len(dataset) == 0:
         raise UserError(

@@ -8,6 +8,7 @@ matching stage 1 found in ``run.pretrain_cache`` is reused instead of being trai
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 import json
 import signal
 import time
@@ -61,7 +62,7 @@ def pretraining_key(config: DictConfig) -> str:
             k: plain["data"][k] for k in ("source", "target", "image_size", "heatmap_size", "sigma", "keypoint_set")
         },
         "model": plain["model"],
-        "optim": plain["optim"],
+        "optim": {**plain["optim"], "milestones": [m for m in plain["optim"]["milestones"] if m <= plain["train"]["pretrain_steps"]]},
         "augment": plain["augment"],
         "seed": plain["run"]["seed"],
         "train": {
@@ -250,6 +251,12 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
         if step == 0 and pretrain_steps > 0 and cache_file.is_file():
             load_state(load_checkpoint(cache_file))
             step = pretrain_steps
+            # The cached scheduler carries the milestones of the run that made it; those after
+            # stage 1 are this run's own.
+            scheduler.milestones = Counter(int(m) for m in config.optim.milestones)
+            decays = sum(int(m) <= step for m in config.optim.milestones)
+            for group in optimizer.param_groups:
+                group["lr"] = float(config.optim.lr) * float(config.optim.gamma) ** decays
             say(f"reusing stage 1 from {cache_file}")
             if adapting:
                 method.start_adaptation()
@@ -373,6 +380,15 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
 
             if "target" in eval_sets:
                 log_prediction_images(log.writer, model, eval_sets["target"], keypoint_set, step, device)
+        # The paper's table layout for this keypoint set: one row per evaluated split.
+        columns = [*keypoint_set.groups, "All"]
+        results["table"] = {
+            "columns": columns,
+            "rows": {
+                name: [results[name]["groups"].get(c) if c != "All" else results[name]["pck"] for c in columns]
+                for name in eval_sets
+            },
+        }
         write_json_atomic(run_dir / "results.json", results)
     log.close()
     barrier(context)
