@@ -19,8 +19,26 @@ from posealign.multilevel_alignment import Batch, MultiLevelAlignment
 
 MODELS = {
     "demo": ("benchmark", []),
-    "resnet50-256": ("benchmark", ["model.backbone=resnet50", "model.backbone_stages=4", "model.deconv_channels=256", "data.image_size=256", "data.heatmap_size=64"]),
-    "resnet101-256": ("benchmark", ["model.backbone=resnet101", "model.backbone_stages=4", "model.deconv_channels=256", "data.image_size=256", "data.heatmap_size=64"]),
+    "resnet50-256": (
+        "benchmark",
+        [
+            "model.backbone=resnet50",
+            "model.backbone_stages=4",
+            "model.deconv_channels=256",
+            "data.image_size=256",
+            "data.heatmap_size=64",
+        ],
+    ),
+    "resnet101-256": (
+        "benchmark",
+        [
+            "model.backbone=resnet101",
+            "model.backbone_stages=4",
+            "model.deconv_channels=256",
+            "data.image_size=256",
+            "data.heatmap_size=64",
+        ],
+    ),
 }
 
 
@@ -61,7 +79,9 @@ def measure(name: str, batch_size: int, steps: int, device) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - started
-        print(f"{name:<14} {mode:<9} batch {batch_size:>3} at {size}px: {batch_size * steps / elapsed:8.1f} images/s ({elapsed / steps * 1000:.0f} ms/step)")
+        print(
+            f"{name:<14} {mode:<9} batch {batch_size:>3} at {size}px: {batch_size * steps / elapsed:8.1f} images/s ({elapsed / steps * 1000:.0f} ms/step)"
+        )
 
 
 def main() -> None:
