@@ -24,7 +24,9 @@ def available_presets() -> list[str]:
 def available_tasks() -> list[str]:
     # Files starting with an underscore are shared parts that tasks inherit, not tasks themselves.
     return sorted(
-        p.name.removesuffix(".yaml") for p in (CONFIG_ROOT / "tasks").iterdir() if p.name.endswith(".yaml") and not p.name.startswith("_")
+        p.name.removesuffix(".yaml")
+        for p in (CONFIG_ROOT / "tasks").iterdir()
+        if p.name.endswith(".yaml") and not p.name.startswith("_")
     )
 
 

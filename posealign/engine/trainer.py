@@ -62,7 +62,10 @@ def pretraining_key(config: DictConfig) -> str:
             k: plain["data"][k] for k in ("source", "target", "image_size", "heatmap_size", "sigma", "keypoint_set")
         },
         "model": plain["model"],
-        "optim": {**plain["optim"], "milestones": [m for m in plain["optim"]["milestones"] if m <= plain["train"]["pretrain_steps"]]},
+        "optim": {
+            **plain["optim"],
+            "milestones": [m for m in plain["optim"]["milestones"] if m <= plain["train"]["pretrain_steps"]],
+        },
         "augment": plain["augment"],
         "seed": plain["run"]["seed"],
         "train": {
@@ -298,7 +301,12 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
             try:
                 with _autocast(config, device):
                     logs = method.forward_backward(
-                        labeled, target, stage, progress=step / max(total_steps, 1), step=step, scaler=scaler
+                        labeled,
+                        target,
+                        stage,
+                        progress=max(step - pretrain_steps, 0) / max(total_steps - pretrain_steps, 1),
+                        step=step,
+                        scaler=scaler,
                     )
             except NonFiniteLossError as error:
                 # Parameters and optimiser states are still those of the last good step; the buffers are put back.
