@@ -13,6 +13,11 @@ from posealign.config import load_config, resolved
 from posealign.engine.run_directory import _comparable
 
 
+def split_overrides(names: list[str], overrides: list[str]) -> tuple[list[str], list[str]]:
+    """argparse puts ``key=value`` words that follow ``--methods a b`` into that list; move them back."""
+    return [n for n in names if "=" not in n], [*[n for n in names if "=" in n], *overrides]
+
+
 def run_preset(preset: str, task: str | None, out: Path, overrides: list[str] | None = None) -> dict:
     """Train ``preset`` into ``out`` unless ``out`` already holds this run's results (then reuse)."""
     from posealign.engine.trainer import train

@@ -28,6 +28,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from posealign.experiments import split_overrides
+
+    args.rows, args.overrides = split_overrides(args.rows, args.overrides)
     from posealign.data.benchmark_task import ensure_benchmark
     from posealign.experiments import config_for, format_table, mean_and_spread, run_preset
     from posealign.keypoints import get_keypoint_set

@@ -25,6 +25,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from posealign.experiments import split_overrides
+
+    args.methods, args.overrides = split_overrides(args.methods, args.overrides)
     from posealign.data.benchmark_task import ensure_benchmark
     from posealign.experiments import config_for, format_table, run_preset
     from posealign.keypoints import BODY16

@@ -21,13 +21,12 @@ side of the box, around its centre (released code).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
-from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord, square_box_around
+from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord, held_out_keys, square_box_around
 from posealign.keypoints import ANIMAL14
 
 ANIMALPOSE_TO_ANIMAL14 = (0, 1, 13, 14, 15, 16, 9, 10, 11, 12, 5, 6, 7, 8)
@@ -73,7 +72,7 @@ def load_animalpose(
             raise DatasetFormatError(
                 f"{path}: no category {category!r}; categories here: {sorted(names_by_id.values())}"
             )
-    held_out = _held_out_keys([str(a.get("image_id")) for a in data["annotations"]], test_fraction)
+    held_out = held_out_keys([str(a.get("image_id")) for a in data["annotations"]], test_fraction)
 
     records, missing = [], []
     for index, annotation in enumerate(data["annotations"]):
@@ -141,12 +140,3 @@ def _category_names(categories: object, path: Path) -> dict[int, str]:
         return {int(c["id"]): str(c["name"]).lower() for c in categories}
     except (TypeError, KeyError, ValueError):
         raise DatasetFormatError(f"{path}: 'categories' must be a list of {{id, name}}; fix or remove it") from None
-
-
-def _held_out_keys(keys: list[str], fraction: float) -> set[str]:
-    """The first ``fraction`` of ``keys`` ordered by a hash of each key (at least one when fraction > 0)."""
-    ranked = sorted(set(keys), key=lambda key: hashlib.sha1(key.encode()).hexdigest())
-    count = round(fraction * len(ranked))
-    if fraction > 0 and len(ranked) > 1:
-        count = max(count, 1)
-    return set(ranked[:count])

@@ -30,11 +30,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 from PIL import Image
-from scipy.io.matlab import MatReadError
 
-from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord, bbox_from_keypoints, square_box_around
+from posealign.data.records import (
+    DatasetFormatError,
+    PoseDataset,
+    PoseRecord,
+    bbox_from_keypoints,
+    read_matlab_file,
+    square_box_around,
+)
 from posealign.keypoints import BODY16
 
 SPLITS = ("train", "test", "all")
@@ -110,16 +115,7 @@ def read_lsp_joints(path: Path) -> tuple[np.ndarray, str]:
     """``joints.mat`` -> (N, 14, 3) array of x, y, flag and what the flag means ('occluded'/'visible')."""
     if not path.is_file():
         raise DatasetFormatError(f"{path}: not found; put LSP's joints.mat at the dataset root next to images/")
-    try:
-        mat = scipy.io.loadmat(str(path))
-    except NotImplementedError:
-        raise DatasetFormatError(
-            f"{path}: MATLAB v7.3 (HDF5) file; re-save it in MATLAB with save(..., '-v7')"
-        ) from None
-    except (MatReadError, ValueError, TypeError, OSError) as error:
-        raise DatasetFormatError(
-            f"{path}: not a readable MATLAB file ({' '.join(str(error).split())}); re-download joints.mat"
-        ) from None
+    mat = read_matlab_file(path, "re-download joints.mat")
     if "joints" not in mat:
         found = sorted(k for k in mat if not k.startswith("__"))
         raise DatasetFormatError(f"{path}: no variable 'joints' (found {found}); use LSP's joints.mat")

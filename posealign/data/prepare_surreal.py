@@ -36,12 +36,10 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
-import scipy.io
 from PIL import Image
-from scipy.io.matlab import MatReadError
 from tqdm import tqdm
 
-from posealign.data.records import DatasetFormatError, square_box_around
+from posealign.data.records import DatasetFormatError, read_matlab_file, square_box_around
 
 SPLITS = ("train", "val", "test")
 NUM_JOINTS = 24
@@ -184,14 +182,7 @@ def read_clip_info(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarra
     """``<clip>_info.mat`` -> joints2D (2, 24, T), joints3D (3, 24, T) or None, camLoc (3,) or None."""
     if not path.is_file():
         raise DatasetFormatError(f"{path}: not found; every SURREAL clip needs its _info.mat next to the .mp4")
-    try:
-        mat = scipy.io.loadmat(str(path), variable_names=["joints2D", "joints3D", "camLoc"])
-    except NotImplementedError:
-        raise DatasetFormatError(f"{path}: MATLAB v7.3 (HDF5) file; re-save it with save(..., '-v7')") from None
-    except (MatReadError, ValueError, TypeError, OSError) as error:
-        raise DatasetFormatError(
-            f"{path}: not a readable MATLAB file ({' '.join(str(error).split())}); re-download the clip"
-        ) from None
+    mat = read_matlab_file(path, "re-download the clip", variable_names=["joints2D", "joints3D", "camLoc"])
     if "joints2D" not in mat:
         raise DatasetFormatError(f"{path}: no 'joints2D'; use SURREAL's _info.mat files")
     joints2d = _per_frame(np.asarray(mat["joints2D"], dtype=np.float64), 2)

@@ -7,10 +7,13 @@ evaluation, ``posealign data inspect``) reads only this contract.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.io
+from scipy.io.matlab import MatReadError
 
 from posealign.keypoints import KeypointSet
 
@@ -67,3 +70,29 @@ def bbox_from_keypoints(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarra
     x0, y0 = points.min(axis=0)
     x1, y1 = points.max(axis=0)
     return np.array([x0, y0, x1 - x0, y1 - y0], dtype=np.float32)
+
+
+def held_out_keys(keys: list[str], fraction: float) -> set[str]:
+    """A deterministic test hold-out: the first ``fraction`` of ``keys`` ordered by a hash of each key
+    (at least one key when fraction > 0 and there are two or more). Splits by video, shot or image
+    use it so that no group lands in both splits and the split does not depend on file order."""
+    ranked = sorted(set(keys), key=lambda key: hashlib.sha1(key.encode()).hexdigest())
+    count = round(fraction * len(ranked))
+    if fraction > 0 and len(ranked) > 1:
+        count = max(count, 1)
+    return set(ranked[:count])
+
+
+def read_matlab_file(path: Path, refetch_hint: str, variable_names: list[str] | None = None) -> dict:
+    """``scipy.io.loadmat`` with one-line errors naming the file: v7.3 (HDF5) files and unreadable
+    files each get their fix; ``refetch_hint`` says where a good copy comes from."""
+    try:
+        return scipy.io.loadmat(str(path), variable_names=variable_names)
+    except NotImplementedError:
+        raise DatasetFormatError(
+            f"{path}: MATLAB v7.3 (HDF5) file; re-save it in MATLAB with save(..., '-v7')"
+        ) from None
+    except (MatReadError, ValueError, TypeError, OSError) as error:
+        raise DatasetFormatError(
+            f"{path}: not a readable MATLAB file ({' '.join(str(error).split())}); {refetch_hint}"
+        ) from None

@@ -32,7 +32,6 @@ is given. Crop: the box clipped to the image, then a square of 1.25 x its longer
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord, square_box_around
+from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord, held_out_keys, square_box_around
 from posealign.keypoints import ANIMAL14, ANIMAL18
 
 SPLITS = ("train", "test", "all")
@@ -221,7 +220,7 @@ def _samples_from_renders(
         images = sorted(folder.glob("*img.png"))
         if not images:
             raise DatasetFormatError(f"{folder}: no *img.png renders; extract the {name} renders there")
-        held_out = _held_out_keys([f"{name}/{image.name}" for image in images], test_fraction)
+        held_out = held_out_keys([f"{name}/{image.name}" for image in images], test_fraction)
         indices = _vertex_indices(name, num_keypoints, vertex_indices, folder)
         for image in images:
             kpts_path = image.with_name(image.name[: -len("img.png")] + "kpts.npy")
@@ -318,12 +317,3 @@ def _records(
             )
         )
     return records, missing
-
-
-def _held_out_keys(keys: list[str], fraction: float) -> set[str]:
-    """The first ``fraction`` of ``keys`` ordered by a hash of each key (at least one when fraction > 0)."""
-    ranked = sorted(set(keys), key=lambda key: hashlib.sha1(key.encode()).hexdigest())
-    count = round(fraction * len(ranked))
-    if fraction > 0 and len(ranked) > 1:
-        count = max(count, 1)
-    return set(ranked[:count])

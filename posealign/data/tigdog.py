@@ -29,15 +29,19 @@ deterministic, independent of NumPy's random streams, and stable when shots are 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 from PIL import Image
-from scipy.io.matlab import MatReadError
 
-from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord, square_box_around
+from posealign.data.records import (
+    DatasetFormatError,
+    PoseDataset,
+    PoseRecord,
+    held_out_keys,
+    read_matlab_file,
+    square_box_around,
+)
 from posealign.keypoints import ANIMAL18
 
 ANIMALS = ("horse", "tiger")
@@ -80,7 +84,7 @@ def _load_animal(
             f"{landmark_dir}: no landmark file for any of the {len(shots)} shots in ranges.mat; "
             f"extract behaviorDiscovery2.0's landmarks/{animal}"
         )
-    held_out = _held_out_keys([f"{animal}/{shot}" for shot, _, _ in annotated], test_fraction)
+    held_out = held_out_keys([f"{animal}/{shot}" for shot, _, _ in annotated], test_fraction)
     records, missing = [], []
     for shot, start, end in annotated:
         is_test = f"{animal}/{shot}" in held_out
@@ -151,15 +155,6 @@ def _crop_from_visible(
     return bbox, square_box_around(x0, y0, x1, y1, crop_scale)
 
 
-def _held_out_keys(keys: list[str], fraction: float) -> set[str]:
-    """The first ``fraction`` of ``keys`` ordered by a hash of each key (at least one when fraction > 0)."""
-    ranked = sorted(set(keys), key=lambda key: hashlib.sha1(key.encode()).hexdigest())
-    count = round(fraction * len(ranked))
-    if fraction > 0 and len(ranked) > 1:
-        count = max(count, 1)
-    return set(ranked[:count])
-
-
 def read_ranges(path: Path) -> list[tuple[int, int, int]]:
     """``ranges.mat`` -> [(shot, start frame, end frame), ...]."""
     if not path.is_file():
@@ -218,16 +213,7 @@ def _landmark_entry(entry: object, path: Path, index: int) -> np.ndarray:
 
 
 def _load_variable(path: Path, name: str) -> object:
-    try:
-        mat = scipy.io.loadmat(str(path))
-    except NotImplementedError:
-        raise DatasetFormatError(
-            f"{path}: MATLAB v7.3 (HDF5) file; re-save it in MATLAB with save(..., '-v7')"
-        ) from None
-    except (MatReadError, ValueError, TypeError, OSError) as error:
-        raise DatasetFormatError(
-            f"{path}: not a readable MATLAB file ({' '.join(str(error).split())}); re-extract it"
-        ) from None
+    mat = read_matlab_file(path, "re-extract it")
     if name not in mat:
         found = sorted(k for k in mat if not k.startswith("__"))
         raise DatasetFormatError(f"{path}: no variable {name!r} (found {found}); use behaviorDiscovery2.0's files")
