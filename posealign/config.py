@@ -7,6 +7,7 @@ command-line overrides. The resolved config is saved as ``config.yaml`` in every
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -64,6 +65,10 @@ def load_config(preset: str = "source_only", task: str | None = None, overrides:
     if config.get("run") is not None and config.run.get("amp") is False:
         config.run.amp = "off"  # YAML 1.1 reads an unquoted `run.amp=off` as the boolean false
     config.preset = preset
+    if config.data.get("benchmark_root"):
+        # `${run.out}/../benchmark` names a folder beside the run; collapse the `..` now, before the
+        # run directory exists, or the operating system cannot follow it.
+        config.data.benchmark_root = os.path.normpath(str(config.data.benchmark_root))
     config.task = task
     return config
 

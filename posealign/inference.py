@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, UnidentifiedImageError
 from omegaconf import OmegaConf
+from PIL import Image, ImageDraw, UnidentifiedImageError
 from torch import nn
 
 from posealign.data.records import square_box_around

@@ -1,0 +1,192 @@
+"""``posealign report``: a Markdown page with PNG figures comparing runs.
+
+The paper-style table, PCK-vs-threshold curves, per-keypoint bars, training curves, and the same
+target images predicted by each run (source-only next to adapted).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from posealign.errors import UserError  # noqa: E402
+
+LOSS_TERMS = ("loss", "loss_sup", "loss_cons", "loss_adv", "loss_im")
+
+
+def _load_run(run_dir: Path) -> dict:
+    results = run_dir / "results.json"
+    if not results.is_file():
+        raise UserError(
+            f"{run_dir}: no results.json (not a finished posealign run); train it to the end or leave it out"
+        )
+    metrics = []
+    if (run_dir / "metrics.jsonl").is_file():
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+            try:
+                metrics.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+    return {"dir": run_dir, "results": json.loads(results.read_text()), "metrics": metrics}
+
+
+def _table(runs: list[dict]) -> str:
+    groups = list(runs[0]["results"]["target"]["groups"])
+    has_source = any("source" in r["results"] for r in runs)
+    header = ["Method", *groups, "All"] + (["Source All"] if has_source else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in runs:
+        target = run["results"]["target"]
+        cells = [run["results"]["method"], *[_fmt(target["groups"].get(g)) for g in groups], _fmt(target["pck"])]
+        if has_source:
+            cells.append(_fmt(run["results"].get("source", {}).get("pck")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _curves(runs: list[dict], path: Path) -> None:
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    for run in runs:
+        name = run["results"]["method"]
+        legacy = run["results"]["target"]["curve"]
+        axes[0].plot(legacy["thresholds"], legacy["All"], marker="o", markersize=3, label=name)
+        bbox = run["results"]["target"].get("bbox_pck", {}).get("curve")
+        if bbox:
+            axes[1].plot(bbox["thresholds"], bbox["All"], marker="o", markersize=3, label=name)
+    for axis, title in zip(axes, ("legacy PCK (heatmap grid)", "bbox PCK (mmpose)"), strict=True):
+        axis.axvline(0.05, color="grey", linestyle=":", linewidth=1)
+        axis.set(
+            xlabel="threshold (fraction of the input side / of the box)",
+            ylabel="PCK (%)",
+            title=f"Target: {title}",
+            ylim=(0, 100),
+        )
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _per_keypoint(runs: list[dict], path: Path) -> None:
+    names = list(runs[0]["results"]["target"]["per_keypoint"])
+    width = 0.8 / len(runs)
+    figure, axis = plt.subplots(figsize=(max(10, len(names) * 0.7), 4.5), dpi=110)
+    positions = np.arange(len(names))
+    for i, run in enumerate(runs):
+        values = [run["results"]["target"]["per_keypoint"].get(n) or 0.0 for n in names]
+        axis.bar(positions + i * width - 0.4 + width / 2, values, width, label=run["results"]["method"])
+    axis.set_xticks(positions, [n.replace("_", " ") for n in names], rotation=45, ha="right", fontsize=8)
+    axis.set(ylabel="PCK@0.05 (%)", title="Target PCK per keypoint", ylim=(0, 100))
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(fontsize=8, ncol=len(runs))
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _training(runs: list[dict], path: Path) -> None:
+    terms = [t for t in LOSS_TERMS if any(t in m for r in runs for m in r["metrics"] if m.get("kind") == "train")]
+    columns = min(3, len(terms))
+    rows = -(-len(terms) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.6 * rows), dpi=110, squeeze=False)
+    for axis in axes.flat[len(terms) :]:
+        axis.set_visible(False)
+    for axis, term in zip(axes.flat, terms, strict=False):
+        for index, run in enumerate(runs):
+            points = [(m["step"], m[term]) for m in run["metrics"] if m.get("kind") == "train" and term in m]
+            if points:
+                steps, values = zip(*points, strict=True)
+                axis.plot(steps, values, color=f"C{index}", label=run["results"]["method"])  # one colour per run
+        axis.set(xlabel="step", ylabel=term, title=term)
+        if term in ("loss", "loss_sup", "loss_cons"):
+            axis.set_yscale("log")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _prediction_grid(runs: list[dict], path: Path, count: int = 8) -> bool:
+    """Rows = runs, columns = the same target test images; False when a run's data is not at hand."""
+    from posealign.engine.data import build_dataset
+    from posealign.engine.visualize import predict_crops
+    from posealign.inference import load_pose_model
+    from posealign.visualization import draw_pose
+
+    rows = []
+    for run in runs:
+        config = OmegaConf.load(run["dir"] / "config.yaml")
+        try:
+            dataset = build_dataset(config.data.eval.target, config, "eval.target")
+        except Exception:  # noqa: BLE001 - the data may live on another machine; the page goes on without the grid
+            return False
+        model, keypoint_set, _ = load_pose_model(run["dir"] / "checkpoints" / "final.pt")
+        crops, coords, confidence = predict_crops(
+            model, dataset, list(range(min(count, len(dataset)))), torch.device("cpu")
+        )
+        scale = max(1.0, 160 / crops.shape[1])
+        rows.append(
+            (
+                run["results"]["method"],
+                [
+                    draw_pose(c, k, s, keypoint_set, scale=scale)
+                    for c, k, s in zip(crops, coords, confidence, strict=True)
+                ],
+            )
+        )
+    columns = len(rows[0][1])
+    figure, axes = plt.subplots(len(rows), columns, figsize=(1.7 * columns, 1.85 * len(rows)), dpi=110, squeeze=False)
+    for r, (name, tiles) in enumerate(rows):
+        for c in range(columns):
+            axes[r][c].imshow(tiles[c])
+            axes[r][c].set_xticks([])
+            axes[r][c].set_yticks([])
+        axes[r][0].set_ylabel(name, fontsize=9)
+    figure.suptitle("The same target test images, predicted by each run (dot size = confidence)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return True
+
+
+def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
+    """Write ``out/report.md`` and its figures for finished runs; returns the page's path."""
+    runs = [_load_run(Path(d)) for d in run_dirs]
+    if not runs:
+        raise UserError("no run directories given; pass at least one RUN_DIR")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _curves(runs, out / "pck_curves.png")
+    _per_keypoint(runs, out / "per_keypoint.png")
+    _training(runs, out / "training_curves.png")
+    has_grid = _prediction_grid(runs, out / "predictions.png")
+    sections = [
+        "# posealign report",
+        "Runs: " + ", ".join(f"`{r['dir']}`" for r in runs),
+        "## Target PCK@0.05 (legacy), teacher where there is one",
+        _table(runs),
+        "## PCK against threshold\n\n![PCK curves](pck_curves.png)",
+        "## Per keypoint\n\n![per keypoint](per_keypoint.png)",
+        "## Training\n\n![training curves](training_curves.png)",
+    ]
+    if has_grid:
+        sections.append("## Predictions\n\n![predictions](predictions.png)")
+    page = out / "report.md"
+    temporary = page.with_suffix(".tmp")
+    temporary.write_text("\n\n".join(sections) + "\n")
+    temporary.replace(page)
+    return page

@@ -1,0 +1,186 @@
+"""predict, export and report on a tiny trained run, and their bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from posealign.cli import main
+
+TINY = [
+    "run.tensorboard=false",
+    "run.progress=false",
+    "data.image_size=32",
+    "data.heatmap_size=32",
+    "model.deconv_channels=16",
+    "train.batch_size=4",
+    "train.pretrain_steps=2",
+    "data.benchmark_sizes={source_train: 8, source_test: 8, target_train: 8, target_test: 8}",
+]
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("runs")
+    made = {}
+    for preset in ("source_only", "oracle"):
+        out = root / preset
+        assert main(["train", "--preset", preset, "--task", "benchmark", "--out", str(out), *TINY]) == 0
+        made[preset] = out
+    return made
+
+
+@pytest.fixture()
+def images(tmp_path) -> Path:
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.jpg", "sub/c.png"):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(folder / name)
+    return folder
+
+
+def test_predict_folder_writes_coco_results_and_overlays(runs, images, tmp_path):
+    out = tmp_path / "predictions"
+    checkpoint = runs["source_only"] / "checkpoints" / "final.pt"
+    assert main(["predict", str(images), "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    results = json.loads((out / "predictions.json").read_text())
+    assert len(results) == 3
+    for entry in results:
+        assert len(entry["keypoints"]) == 16 * 3
+        xs, ys = entry["keypoints"][0::3], entry["keypoints"][1::3]
+        assert min(xs) >= -1 and max(xs) <= 51 and min(ys) >= -1 and max(ys) <= 41  # original image pixels
+    assert len(list((out / "overlays").glob("*.png"))) == 3
+
+
+def test_predict_with_boxes_gives_one_pose_per_box(runs, images, tmp_path):
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "a.png", "width": 50, "height": 40}],
+                "annotations": [
+                    {"id": 1, "image_id": 1, "bbox": [0, 0, 20, 30], "category_id": 1},
+                    {"id": 2, "image_id": 1, "bbox": [25, 5, 20, 30], "category_id": 1},
+                ],
+            }
+        )
+    )
+    out = tmp_path / "predictions"
+    checkpoint = runs["source_only"] / "checkpoints" / "final.pt"
+    assert (
+        main(
+            [
+                "predict",
+                str(images / "a.png"),
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+                "--boxes",
+                str(boxes),
+            ]
+        )
+        == 0
+    )
+    assert len(json.loads((out / "predictions.json").read_text())) == 2
+
+
+def test_export_then_predict_matches_the_checkpoint(runs, images, tmp_path):
+    checkpoint = runs["source_only"] / "checkpoints" / "final.pt"
+    exported = tmp_path / "model.safetensors"
+    assert main(["export", str(checkpoint), "--out", str(exported)]) == 0
+    assert exported.is_file()
+    for source, out in ((checkpoint, tmp_path / "p1"), (exported, tmp_path / "p2")):
+        assert main(["predict", str(images), "--checkpoint", str(source), "--out", str(out)]) == 0
+    first = json.loads((tmp_path / "p1" / "predictions.json").read_text())
+    second = json.loads((tmp_path / "p2" / "predictions.json").read_text())
+    assert [e["keypoints"] for e in first] == [e["keypoints"] for e in second]
+
+
+def test_predict_corrupt_image_is_one_line_and_writes_nothing(runs, images, tmp_path, capsys):
+    (images / "broken.png").write_bytes(b"not an image at all")
+    out = tmp_path / "predictions"
+    code = main(
+        [
+            "predict",
+            str(images),
+            "--checkpoint",
+            str(runs["source_only"] / "checkpoints" / "final.pt"),
+            "--out",
+            str(out),
+        ]
+    )
+    message = capsys.readouterr().err.strip()
+    assert code != 0
+    assert "broken.png" in message and len(message.splitlines()) == 1
+    assert not (out / "predictions.json").exists()
+
+
+def test_predict_missing_box_file_is_one_line(runs, images, tmp_path, capsys):
+    missing = tmp_path / "nope.json"
+    code = main(
+        [
+            "predict",
+            str(images),
+            "--checkpoint",
+            str(runs["source_only"] / "checkpoints" / "final.pt"),
+            "--out",
+            str(tmp_path / "o"),
+            "--boxes",
+            str(missing),
+        ]
+    )
+    message = capsys.readouterr().err.strip()
+    assert code != 0 and "nope.json" in message and len(message.splitlines()) == 1
+
+
+def test_predict_into_a_folder_of_another_checkpoint_is_refused(runs, images, tmp_path, capsys):
+    out = tmp_path / "predictions"
+    assert (
+        main(
+            [
+                "predict",
+                str(images),
+                "--checkpoint",
+                str(runs["source_only"] / "checkpoints" / "final.pt"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    before = (out / "predictions.json").read_bytes()
+    code = main(
+        ["predict", str(images), "--checkpoint", str(runs["oracle"] / "checkpoints" / "final.pt"), "--out", str(out)]
+    )
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code != 0 and str(out) in message
+    assert (out / "predictions.json").read_bytes() == before
+
+
+def test_report_writes_page_and_every_figure_it_references(runs, tmp_path):
+    out = tmp_path / "report"
+    assert main(["report", str(runs["source_only"]), str(runs["oracle"]), "--out", str(out)]) == 0
+    page = (out / "report.md").read_text()
+    assert "| source_only |" in page and "| oracle |" in page
+    for figure in ("pck_curves.png", "per_keypoint.png", "training_curves.png", "predictions.png"):
+        assert f"({figure})" in page
+        with Image.open(out / figure) as image:
+            assert image.width > 400
+
+
+def test_report_refuses_an_unfinished_run(runs, tmp_path, capsys):
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(runs["source_only"], unfinished)
+    (unfinished / "results.json").unlink()
+    code = main(["report", str(unfinished), "--out", str(tmp_path / "r")])
+    message = capsys.readouterr().err.strip()
+    assert code != 0 and "unfinished" in message and "results.json" in message
