@@ -130,6 +130,7 @@ def _prediction_grid(runs: list[dict], path: Path, count: int = 8) -> bool:
     rows = []
     for run in runs:
         config = OmegaConf.load(run["dir"] / "config.yaml")
+        config.data.preload = False  # eight images are read, not the whole split
         try:
             dataset = build_dataset(config.data.eval.target, config, "eval.target")
         except Exception:  # noqa: BLE001 - the data may live on another machine; the page goes on without the grid
