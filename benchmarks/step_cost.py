@@ -24,7 +24,14 @@ from posealign.config import load_config
 from posealign.multilevel_alignment import Batch, MultiLevelAlignment
 
 # Regions that are the networks themselves; everything else is bookkeeping around them.
-NETWORK_REGIONS = {"teacher_forward", "student_forward", "discriminator_forward", "backward", "image_level", "optimizer"}
+NETWORK_REGIONS = {
+    "teacher_forward",
+    "student_forward",
+    "discriminator_forward",
+    "backward",
+    "image_level",
+    "optimizer",
+}
 
 
 def make_batch(batch_size: int, size: int, keypoints: int, device) -> Batch:
@@ -38,7 +45,9 @@ def make_batch(batch_size: int, size: int, keypoints: int, device) -> Batch:
 
 class Stepper:
     def __init__(self, preset: str, task: str, overrides: list[str], batch_size: int, device) -> None:
-        config = load_config(preset, task, [*overrides, "run.out=/tmp/posealign-step-cost", f"train.batch_size={batch_size}"])
+        config = load_config(
+            preset, task, [*overrides, "run.out=/tmp/posealign-step-cost", f"train.batch_size={batch_size}"]
+        )
         self.method = MultiLevelAlignment(config, 16).to(device)
         if config.run.channels_last:
             self.method.to(memory_format=torch.channels_last)
@@ -46,7 +55,9 @@ class Stepper:
         self.stage = "adapt" if config.mean_teacher.enabled else "pretrain"
         self.optimizer = torch.optim.Adam(self.method.student.parameters(), lr=1e-4)
         self.discriminator_optimizer = (
-            torch.optim.Adam(self.method.discriminator.parameters(), lr=1e-4) if self.method.discriminator is not None else None
+            torch.optim.Adam(self.method.discriminator.parameters(), lr=1e-4)
+            if self.method.discriminator is not None
+            else None
         )
         size = int(config.data.image_size)
         self.source = make_batch(batch_size, size, 16, device)
@@ -105,7 +116,9 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    print(f"device {device}, {torch.get_num_threads()} threads; task {args.task}, batch {args.batch_size} + {args.batch_size}")
+    print(
+        f"device {device}, {torch.get_num_threads()} threads; task {args.task}, batch {args.batch_size} + {args.batch_size}"
+    )
 
     baseline = Stepper(args.baseline, args.task, args.overrides, args.batch_size, device)
     method = Stepper(args.preset, args.task, args.overrides, args.batch_size, device)
@@ -126,7 +139,9 @@ def main() -> None:
     flops = method.flops()
     print(f"\nFLOPs per {args.preset} step: {flops / 1e9:.2f} GFLOP; achieved {flops / method_time / 1e9:.1f} GFLOP/s")
     base_flops = baseline.flops()
-    print(f"FLOPs per {args.baseline} step: {base_flops / 1e9:.2f} GFLOP; achieved {base_flops / base_time / 1e9:.1f} GFLOP/s")
+    print(
+        f"FLOPs per {args.baseline} step: {base_flops / 1e9:.2f} GFLOP; achieved {base_flops / base_time / 1e9:.1f} GFLOP/s"
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,11 @@ def run_preset(preset: str, task: str | None, out: Path, overrides: list[str] | 
 
     config = load_config(preset, task, [*(overrides or []), f"run.out={out}"])
     results_file, config_file = out / "results.json", out / "config.yaml"
-    if results_file.is_file() and config_file.is_file() and _comparable(OmegaConf.load(config_file)) == _comparable(config):
+    if (
+        results_file.is_file()
+        and config_file.is_file()
+        and _comparable(OmegaConf.load(config_file)) == _comparable(config)
+    ):
         print(f"{config.method}: finished run found in {out}, reusing its results")
         return json.loads(results_file.read_text())
     has_checkpoints = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step_*.pt"))
@@ -35,7 +39,9 @@ def config_for(preset: str, task: str | None, overrides: list[str] | None = None
     return resolved(load_config(preset, task, overrides))
 
 
-def format_table(rows: dict[str, dict], groups: list[str], domain: str = "target", spreads: dict[str, dict] | None = None) -> str:
+def format_table(
+    rows: dict[str, dict], groups: list[str], domain: str = "target", spreads: dict[str, dict] | None = None
+) -> str:
     """Rows = methods, columns = groups + All, PCK in percent (``mean ± std`` when spreads given)."""
     header = f"{'Method':<20}" + "".join(f"{g:>14}" for g in [*groups, "All"])
     lines = [header, "-" * len(header)]
@@ -59,6 +65,8 @@ def mean_and_spread(per_seed: list[dict], groups: list[str], domain: str = "targ
     """Mean result and per-column standard deviation over seeds (sample std; 0 for one seed)."""
     columns = {g: [r[domain]["groups"][g] for r in per_seed] for g in groups}
     columns["All"] = [r[domain]["pck"] for r in per_seed]
-    mean = {domain: {"pck": statistics.fmean(columns["All"]), "groups": {g: statistics.fmean(columns[g]) for g in groups}}}
+    mean = {
+        domain: {"pck": statistics.fmean(columns["All"]), "groups": {g: statistics.fmean(columns[g]) for g in groups}}
+    }
     spread = {g: (statistics.stdev(v) if len(v) > 1 else 0.0) for g, v in columns.items()}
     return mean, spread

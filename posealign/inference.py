@@ -112,7 +112,11 @@ def keypoint_set_from_saved(saved: dict) -> KeypointSet:
             groups={str(g): tuple(int(i) for i in members) for g, members in saved["groups"].items()},
             all_group=tuple(int(i) for i in saved.get("all_group", ())),
         )
-    category = {"name": saved.get("name", "custom"), "keypoints": list(names), "skeleton": [[i + 1, j + 1] for i, j in skeleton]}
+    category = {
+        "name": saved.get("name", "custom"),
+        "keypoints": list(names),
+        "skeleton": [[i + 1, j + 1] for i, j in skeleton],
+    }
     return keypoint_set_from_coco_category(category)
 
 
@@ -173,7 +177,9 @@ def read_exported_model(path: Path) -> PoseWeights:
             header = handle.metadata() or {}
         state_dict = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
-        raise UserError(f"{path}: cannot read safetensors file ({error}); export it again with posealign export") from None
+        raise UserError(
+            f"{path}: cannot read safetensors file ({error}); export it again with posealign export"
+        ) from None
     if header.get("format") != EXPORT_FORMAT:
         raise UserError(
             f"{path}: safetensors file without posealign metadata (format {header.get('format')!r}); "
@@ -221,7 +227,9 @@ def build_model_from_weights(weights: PoseWeights, source: Path | str) -> Simple
         model.load_state_dict(weights.state_dict, strict=True)
     except RuntimeError as error:
         first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
-        raise UserError(f"{source}: weights do not fit the model its config describes ({first}); re-export it") from None
+        raise UserError(
+            f"{source}: weights do not fit the model its config describes ({first}); re-export it"
+        ) from None
     return model.eval()
 
 
@@ -299,7 +307,9 @@ def predict_crop_boxes(
         crops, used = zip(
             *(
                 crop_square(image, box, image_size)
-                for image, box in zip(images[start : start + batch_size], crop_boxes[start : start + batch_size], strict=True)
+                for image, box in zip(
+                    images[start : start + batch_size], crop_boxes[start : start + batch_size], strict=True
+                )
             ),
             strict=True,
         )
@@ -375,7 +385,9 @@ def collect_images(specs: list[str]) -> list[ImageInput]:
         elif path.is_file():
             found.append((path, path.as_posix()))
         elif glob.has_magic(spec):
-            matches = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+            matches = sorted(
+                Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in IMAGE_EXTENSIONS
+            )
             matches = [p for p in matches if p.is_file()]
             if not matches:
                 raise UserError(f"{spec}: pattern matches no image files; check the pattern (quote it for the shell)")
@@ -402,13 +414,19 @@ def read_box_file(path: Path) -> dict[str, dict]:
         coco = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: box file is not valid JSON ({error}); pass a COCO JSON") from None
-    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list) or not isinstance(coco.get("annotations"), list):
+    if (
+        not isinstance(coco, dict)
+        or not isinstance(coco.get("images"), list)
+        or not isinstance(coco.get("annotations"), list)
+    ):
         raise UserError(f"{path}: box file needs 'images' and 'annotations' lists (COCO format)")
     entries: dict[str, dict] = {}
     by_id: dict = {}
     for image in coco["images"]:
         if "file_name" not in image or "id" not in image:
-            raise UserError(f"{path}: an entry of 'images' lacks 'file_name' or 'id' ({json.dumps(image)[:80]}); fix the file")
+            raise UserError(
+                f"{path}: an entry of 'images' lacks 'file_name' or 'id' ({json.dumps(image)[:80]}); fix the file"
+            )
         entry = {"id": image["id"], "file_name": str(image["file_name"]), "boxes": []}
         entries[entry["file_name"]] = entry
         by_id[image["id"]] = entry
@@ -449,7 +467,9 @@ def attach_boxes(images: list[ImageInput], entries: dict[str, dict], box_file: P
             if matches and len(entry_parts) > best_length:
                 best, best_length = entry, len(entry_parts)
         if best is None:
-            raise UserError(f"{image.path}: not listed in the 'images' of {box_file}; add it there or leave it out of IMAGES")
+            raise UserError(
+                f"{image.path}: not listed in the 'images' of {box_file}; add it there or leave it out of IMAGES"
+            )
         image.file_name, image.image_id, image.boxes = best["file_name"], best["id"], best["boxes"]
 
 

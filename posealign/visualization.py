@@ -44,7 +44,11 @@ def draw_pose(
     width = max(1, round(min(canvas.size) / 80))
     for i, j in keypoint_set.skeleton:
         if confidence[i] >= min_confidence and confidence[j] >= min_confidence:
-            colour = _side_colour(keypoint_set.names[i]) if _side_colour(keypoint_set.names[i]) == _side_colour(keypoint_set.names[j]) else _CENTRE
+            colour = (
+                _side_colour(keypoint_set.names[i])
+                if _side_colour(keypoint_set.names[i]) == _side_colour(keypoint_set.names[j])
+                else _CENTRE
+            )
             draw.line([tuple(points[i]), tuple(points[j])], fill=colour, width=width)
     for index, ((x, y), c) in enumerate(zip(points, confidence, strict=True)):
         radius = width * (1.0 + 1.5 * float(np.clip(c, 0, 1)))

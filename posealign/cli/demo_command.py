@@ -34,13 +34,19 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out).resolve()
     started = time.time()
-    shared = [*args.overrides, f"data.benchmark_root={out / 'benchmark'}", f"run.pretrain_cache={out / 'pretrain_cache'}"]
+    shared = [
+        *args.overrides,
+        f"data.benchmark_root={out / 'benchmark'}",
+        f"run.pretrain_cache={out / 'pretrain_cache'}",
+    ]
     ensure_benchmark(config_for("source_only", "benchmark", [*shared, f"run.out={out / 'source_only'}"]))
     print(f"benchmark ready in {out / 'benchmark'} ({time.time() - started:.0f} s)")
     rows = {}
     for method in args.methods:
         results = run_preset(method, "benchmark", out / method, shared)
-        rows[results["method"]] = {domain: _table_numbers(results[domain]) for domain in ("target", "source") if domain in results}
+        rows[results["method"]] = {
+            domain: _table_numbers(results[domain]) for domain in ("target", "source") if domain in results
+        }
     groups = list(BODY16.groups)
     print("\nTarget test split, PCK@0.05 (legacy), teacher where there is one:")
     print(format_table(rows, groups, "target"))

@@ -29,7 +29,9 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders (recursive) or glob patterns")
-    parser.add_argument("--checkpoint", required=True, help="RUN/checkpoints/final.pt, a run folder or an exported .safetensors")
+    parser.add_argument(
+        "--checkpoint", required=True, help="RUN/checkpoints/final.pt, a run folder or an exported .safetensors"
+    )
     parser.add_argument("--out", required=True, help="output folder (predictions.json, overlays/)")
     parser.add_argument("--boxes", default=None, help="COCO JSON with the object boxes (images + annotations' bbox)")
     parser.add_argument("--batch-size", type=int, default=16, help="crops per forward pass (default: %(default)s)")

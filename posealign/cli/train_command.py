@@ -11,8 +11,12 @@ from posealign.config import available_presets, available_tasks, load_config
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default_preset: str = "source_only") -> None:
-    parser.add_argument("--preset", default=default_preset, help=f"method preset or a YAML path; one of {available_presets()}")
-    parser.add_argument("--task", default=None, help=f"task preset (data, model size, schedule); one of {available_tasks()}")
+    parser.add_argument(
+        "--preset", default=default_preset, help=f"method preset or a YAML path; one of {available_presets()}"
+    )
+    parser.add_argument(
+        "--task", default=None, help=f"task preset (data, model size, schedule); one of {available_tasks()}"
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.batch_size=16")
 
 
@@ -41,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # rank 0 evaluates and reports
     _print_task_table(config, results)
-    summary = {name: results[name]["pck"] for name in results if isinstance(results[name], dict) and "pck" in results[name]}
+    summary = {
+        name: results[name]["pck"] for name in results if isinstance(results[name], dict) and "pck" in results[name]
+    }
     print(json.dumps({"method": results["method"], "pck": summary}))
     return 0
 

@@ -13,5 +13,11 @@ def ensure_benchmark(config: DictConfig) -> Path:
     """Generate the benchmark at ``data.benchmark_root`` unless a complete copy with the same
     parameters is already there (generation is seeded and deterministic)."""
     root = Path(config.data.benchmark_root)
-    sizes = OmegaConf.to_container(config.data.benchmark_sizes, resolve=True) if config.data.get("benchmark_sizes") else None
-    return generate_benchmark(root, image_size=int(config.data.image_size), sizes=sizes, seed=int(config.data.get("benchmark_seed", 0)))
+    sizes = (
+        OmegaConf.to_container(config.data.benchmark_sizes, resolve=True)
+        if config.data.get("benchmark_sizes")
+        else None
+    )
+    return generate_benchmark(
+        root, image_size=int(config.data.image_size), sizes=sizes, seed=int(config.data.get("benchmark_seed", 0))
+    )

@@ -8,10 +8,10 @@ matching stage 1 found in ``run.pretrain_cache`` is reused instead of being trai
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 import json
 import signal
 import time
+from collections import Counter
 from contextlib import nullcontext
 from pathlib import Path
 
