@@ -17,11 +17,12 @@ import time
 from collections import defaultdict
 
 import torch
+from throughput import random_batch  # this folder is on sys.path when a script here runs
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from posealign.config import load_config
-from posealign.multilevel_alignment import Batch, MultiLevelAlignment
+from posealign.multilevel_alignment import MultiLevelAlignment
 
 # Regions that are the networks themselves; everything else is bookkeeping around them.
 NETWORK_REGIONS = {
@@ -32,15 +33,6 @@ NETWORK_REGIONS = {
     "image_level",
     "optimizer",
 }
-
-
-def make_batch(batch_size: int, size: int, keypoints: int, device) -> Batch:
-    return Batch(
-        images=torch.rand(batch_size, 3, size, size, device=device),
-        keypoints=torch.rand(batch_size, keypoints, 2, device=device) * (size - 1),
-        visible=torch.ones(batch_size, keypoints, dtype=torch.bool, device=device),
-        indices=torch.arange(batch_size),
-    )
 
 
 class Stepper:
@@ -60,8 +52,8 @@ class Stepper:
             else None
         )
         size = int(config.data.image_size)
-        self.source = make_batch(batch_size, size, 16, device)
-        self.target = make_batch(batch_size, size, 16, device)
+        self.source = random_batch(batch_size, size, 16, device)
+        self.target = random_batch(batch_size, size, 16, device)
         if self.method.teacher is not None:  # a teacher as confident as a trained one, so gates and occlusion run
             self.method.teacher.head.bias.data.fill_(0.95)
         self.device = device
