@@ -5,6 +5,7 @@ ablation and DAML are this class with levels switched on or off by the config.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -54,9 +55,13 @@ class MultiLevelAlignment(nn.Module):
     L = L_sup + l_c L_cons + l_adv L_adv + l_im L_IM, with the levels the config enables.
     """
 
-    def __init__(self, config: DictConfig, num_keypoints: int) -> None:
+    def __init__(
+        self, config: DictConfig, num_keypoints: int, on_any_rank: Callable[[bool], bool] = lambda flag: flag
+    ) -> None:
         super().__init__()
         self.config = config
+        # Under torchrun: true everywhere when true on one rank, so a NaN on one rank stops them all.
+        self.on_any_rank = on_any_rank
         self.student: SimpleBaseline = build_pose_model(config.model, num_keypoints)
         self.teacher: SimpleBaseline | None = make_teacher(self.student) if config.mean_teacher.enabled else None
         self.discriminator: DomainDiscriminator | None = None
@@ -238,11 +243,13 @@ class MultiLevelAlignment(nn.Module):
         """Every reported number comes from the teacher when there is one (METHOD.md step 7)."""
         return self.teacher if self.teacher is not None else _unwrap(self.student)
 
-    @staticmethod
-    def _check_finite(losses: dict[str, torch.Tensor], step: int) -> None:
-        for name, value in losses.items():
-            if not torch.isfinite(value).all():
-                raise NonFiniteLossError(f"{name} is {value.item()} at step {step}")
+    def _check_finite(self, losses: dict[str, torch.Tensor], step: int) -> None:
+        """Raise before backward, on every rank together: the others would wait for this rank's gradients."""
+        bad = [name for name, value in losses.items() if not torch.isfinite(value).all()]
+        if self.on_any_rank(bool(bad)):
+            if bad:
+                raise NonFiniteLossError(f"{bad[0]} is {losses[bad[0]].item()} at step {step}")
+            raise NonFiniteLossError(f"a loss is not finite on another rank at step {step}")
 
 
 def _peaks_and_locations(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

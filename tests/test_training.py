@@ -274,6 +274,52 @@ def test_two_ranks_keep_identical_networks_and_resume_on_one(benchmark_root, tmp
     assert json.loads((out / "results.json").read_text())["steps"] == 5
 
 
+# The supervised loss of rank 1 alone turns NaN at step 1 (its second call): the data of one rank
+# can do that while the other ranks' losses are fine.
+NAN_ON_ONE_RANK_SCRIPT = """
+import os, sys
+import torch
+from posealign import cli, multilevel_alignment
+
+calls = []
+real_loss = multilevel_alignment.joints_mse_loss
+
+def loss_nan_on_rank_1_at_step_1(*args, **kwargs):
+    calls.append(1)
+    loss = real_loss(*args, **kwargs)
+    return loss * float("nan") if os.environ["RANK"] == "1" and len(calls) == 2 else loss
+
+multilevel_alignment.joints_mse_loss = loss_nan_on_rank_1_at_step_1
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_nan_on_one_rank_stops_every_rank_after_saving(benchmark_root, tmp_path):
+    script = tmp_path / "nan_on_one_rank.py"
+    script.write_text(NAN_ON_ONE_RANK_SCRIPT)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
+    schedule = ["train.pretrain_steps=3", "train.adapt_steps=0", "run.device=cpu"]
+    # Before the ranks agreed on the check, rank 0 waited for rank 1's gradients until the timeout.
+    result = subprocess.run(
+        [*command, str(script), *train_argv(out, benchmark_root, *schedule, preset="source_only")],
+        cwd=tmp_path,
+        env=SUBPROCESS_ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    saved = out / "checkpoints" / "step_0000001.pt"
+    assert f"{saved}: training diverged (loss_sup is nan at step 1)" in output
+    assert f"{saved}: training diverged (a loss is not finite on another rank at step 1)" in output
+    state = torch.load(saved, map_location="cpu", weights_only=False)
+    assert state["step"] == 1
+    assert all(torch.isfinite(t).all() for t in state["student"].values() if t.is_floating_point())
+    assert not (out / "results.json").exists()
+
+
 # ---------------------------------------------------------------- 5. bad input
 
 

@@ -50,6 +50,16 @@ def barrier(context: DistributedContext) -> None:
         dist.barrier()
 
 
+def any_rank(flag: bool, context: DistributedContext) -> bool:
+    """True on every rank when ``flag`` is true on at least one, so all ranks take the same branch
+    (a rank that leaves the step alone would leave the others waiting in a collective)."""
+    if not context.enabled:
+        return flag
+    votes = torch.tensor([1.0 if flag else 0.0], device=context.device)
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX)
+    return bool(votes.item() > 0)
+
+
 def mean_across_ranks(values: dict[str, float], context: DistributedContext) -> dict[str, float]:
     """Average logged scalars over ranks (one all-reduce for all of them)."""
     if not context.enabled or not values:

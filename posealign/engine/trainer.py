@@ -7,6 +7,7 @@ matching stage 1 found in ``run.pretrain_cache`` is reused instead of being trai
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import signal
@@ -33,6 +34,7 @@ from posealign.engine.checkpoint import (
 from posealign.engine.data import BatchStream, build_dataset, run_keypoint_set, to_batch
 from posealign.engine.distributed import (
     DistributedContext,
+    any_rank,
     average_buffers,
     barrier,
     cleanup_distributed,
@@ -156,7 +158,9 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
     log = MetricsLog(run_dir, bool(config.run.tensorboard), enabled=context.is_main)
 
     # -- networks and optimisers -----------------------------------------------------------------
-    method = MultiLevelAlignment(config, keypoint_set.num_keypoints).to(device)
+    method = MultiLevelAlignment(
+        config, keypoint_set.num_keypoints, on_any_rank=functools.partial(any_rank, context=context)
+    ).to(device)
     if config.run.channels_last:
         method.to(memory_format=torch.channels_last)
     if context.enabled and config.run.sync_batchnorm:
@@ -405,13 +409,10 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
 
 def _stop_requested(stop: _StopSignal, context: DistributedContext) -> bool:
     """A signal on any rank stops every rank at the same step (so they save one checkpoint together)."""
-    if not context.enabled:
-        return stop.received is not None
-    flag = torch.tensor([0.0 if stop.received is None else 1.0], device=context.device)
-    torch.distributed.all_reduce(flag)
-    if flag.item() > 0 and stop.received is None:
+    stopping = any_rank(stop.received is not None, context)
+    if stopping and stop.received is None:
         stop.received = signal.SIGTERM
-    return flag.item() > 0
+    return stopping
 
 
 def _finish_pretraining(save, cache_file: Path | None, step: int, context: DistributedContext) -> None:
