@@ -1,8 +1,9 @@
 """``posealign ablate --out DIR --seeds N [--task benchmark]``: the rows of the paper's Table 6
 (what each alignment level adds to the mean teacher), each over N seeds, printed as mean ± std.
 
-Every row of one seed starts from the same source pretraining (reused from ``DIR/pretrain_cache``),
-so the rows differ only by their adaptation.
+Rows of one seed share their source pretraining (kept in ``DIR/pretrain_cache``): the rows with the
+image level start from one stylized stage 1 (``source_only_image`` is that stage 1 alone), the
+others from source_only's, so rows with the same stage 1 differ only by their adaptation.
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from pathlib import Path
 
 from posealign.engine.run_directory import write_json_atomic
 
-ABLATION_ROWS = ("source_only", "mean_teacher", "mt_image", "mt_image_feature", "mt_image_pose", "daml", "oracle")
+ABLATION_ROWS = (
+    "source_only",
+    "source_only_image",
+    "mean_teacher",
+    "mt_image",
+    "mt_image_feature",
+    "mt_image_pose",
+    "daml",
+    "oracle",
+)
 
 
 def register(subparsers) -> None:

@@ -69,7 +69,7 @@ def pretraining_key(config: DictConfig) -> str:
             "milestones": [m for m in plain["optim"]["milestones"] if m <= plain["train"]["pretrain_steps"]],
         },
         "augment": plain["augment"],
-        "seed": plain["run"]["seed"],
+        "run": {k: plain["run"][k] for k in ("seed", "amp", "channels_last")},
         "train": {
             k: plain["train"][k] for k in ("batch_size", "supervised_on", "pretrain_steps", "pretrain_image_level")
         },
@@ -181,6 +181,9 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
             method.discriminator = DistributedDataParallel(method.discriminator, device_ids=ids)
     if config.run.compile:
         method.student = torch.compile(method.student)
+    # Stage 1 draws the same random numbers whatever networks this preset built above (daml's
+    # discriminator initialisation would shift them), so stage 1 trained here equals a cached one.
+    torch.manual_seed(int(config.run.seed) + context.rank)
 
     pretrain_steps = int(config.train.pretrain_steps)
     total_steps = pretrain_steps + (int(config.train.adapt_steps) if adapting else 0)
