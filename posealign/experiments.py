@@ -70,3 +70,25 @@ def mean_and_spread(per_seed: list[dict], groups: list[str], domain: str = "targ
     }
     spread = {g: (statistics.stdev(v) if len(v) > 1 else 0.0) for g, v in columns.items()}
     return mean, spread
+
+
+def gap_closed(rows: dict[str, dict], domain: str = "target") -> dict[str, float]:
+    """Percent of the source-only -> oracle gap each other row closes: (m - so) / (oracle - so) x 100.
+
+    Empty when either end is missing or the oracle is not above source-only.
+    """
+    if "source_only" not in rows or "oracle" not in rows:
+        return {}
+    low, high = rows["source_only"][domain]["pck"], rows["oracle"][domain]["pck"]
+    if high <= low:
+        return {}
+    return {
+        name: 100.0 * (row[domain]["pck"] - low) / (high - low)
+        for name, row in rows.items()
+        if name not in ("source_only", "oracle") and domain in row
+    }
+
+
+def format_gap_closed(shares: dict[str, float]) -> str:
+    cells = ", ".join(f"{name} {share:.0f} %" for name, share in shares.items())
+    return f"share of the source-only -> oracle gap closed: {cells}" if shares else ""

@@ -112,8 +112,9 @@ def _training(runs: list[dict], path: Path) -> None:
                 steps, values = zip(*points, strict=True)
                 axis.plot(steps, values, color=f"C{index}", label=run["results"]["method"])  # one colour per run
         axis.set(xlabel="step", ylabel=term, title=term)
-        if term in ("loss", "loss_sup", "loss_cons"):
-            axis.set_yscale("log")
+        plotted = [y for line in axis.get_lines() for y in line.get_ydata()]
+        if term in ("loss", "loss_sup", "loss_cons") and plotted and min(plotted) > 0:
+            axis.set_yscale("log")  # losses span decades; a zero (nothing gated in) cannot be shown on it
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
     figure.tight_layout()

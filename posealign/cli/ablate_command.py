@@ -42,7 +42,14 @@ def run(args: argparse.Namespace) -> int:
 
     args.rows, args.overrides = split_overrides(args.rows, args.overrides)
     from posealign.data.benchmark_task import ensure_benchmark
-    from posealign.experiments import config_for, format_table, mean_and_spread, run_preset
+    from posealign.experiments import (
+        config_for,
+        format_gap_closed,
+        format_table,
+        gap_closed,
+        mean_and_spread,
+        run_preset,
+    )
     from posealign.keypoints import get_keypoint_set
 
     out = Path(args.out).resolve()
@@ -63,11 +70,15 @@ def run(args: argparse.Namespace) -> int:
         means[method], spreads[method] = mean_and_spread(results, groups)
     print(f"\nTarget PCK@0.05, mean ± std over {args.seeds} seed(s):")
     print(format_table(means, groups, "target", spreads))
+    shares = gap_closed(means)  # of the means over seeds
+    if shares:
+        print(format_gap_closed(shares))
     summary = {
         method: {
             "target": means[method]["target"],
             "std": spreads[method],
             "per_seed": [r["target"]["pck"] for r in per_row[method]],
+            **({"gap_closed": shares[method]} if method in shares else {}),
         }
         for method in per_row
     }

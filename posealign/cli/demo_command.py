@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     args.methods, args.overrides = split_overrides(args.methods, args.overrides)
     from posealign.data.benchmark_task import ensure_benchmark
-    from posealign.experiments import config_for, format_table, run_preset
+    from posealign.experiments import config_for, format_gap_closed, format_table, gap_closed, run_preset
     from posealign.keypoints import BODY16
 
     out = Path(args.out).resolve()
@@ -50,8 +50,13 @@ def run(args: argparse.Namespace) -> int:
     groups = list(BODY16.groups)
     print("\nTarget test split, PCK@0.05 (legacy), teacher where there is one:")
     print(format_table(rows, groups, "target"))
+    shares = gap_closed(rows)
+    if shares:
+        print(format_gap_closed(shares))
     print("\nSource test split:")
     print(format_table(rows, groups, "source"))
+    for name, share in shares.items():
+        rows[name]["gap_closed"] = share
     write_json_atomic(out / "results.json", rows)
     try:
         from posealign.report import write_report
