@@ -25,15 +25,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from posealign.alignment.image_level import StyleTransfer, adain, feature_statistics
 from posealign.errors import UserError
+from posealign.files import atomic_replace, atomic_torch_save, load_torch_file
+from posealign.image_crops import IMAGE_EXTENSIONS, read_rgb_image
 from posealign.models.style_decoder import AdaINDecoder
 from posealign.models.style_encoders import VGG19Relu41Encoder
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 LAST_CHECKPOINT = "decoder_last.pt"
 
 
@@ -73,14 +74,10 @@ def list_images(spec: str) -> list[Path]:
 
 def load_training_image(path: Path, size: int, crop_position: tuple[float, float]) -> torch.Tensor:
     """Read RGB, resize the shorter side to ``size``, crop a size x size square -> (3, size, size) in [0, 1]."""
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            scale = size / min(image.size)
-            width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-            image = image.resize((width, height), Image.BILINEAR)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
-        raise UserError(f"{path}: cannot read the image ({type(error).__name__}); remove or replace the file") from None
+    image = read_rgb_image(path, missing_fix="remove it from the list", broken_fix="remove or replace the file")
+    scale = size / min(image.size)
+    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((width, height), Image.BILINEAR)
     left = int(crop_position[0] * (width - size + 1))
     top = int(crop_position[1] * (height - size + 1))
     array = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0
@@ -111,12 +108,6 @@ def adain_decoder_losses(
     return content_loss, style_loss, decoded
 
 
-def _save_atomic(payload: dict, path: Path) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
-
-
 def save_stylization_grid(transfer: StyleTransfer, content: torch.Tensor, style: torch.Tensor, path: Path) -> None:
     """One PNG, rows: content, style, stylized (alpha = 1)."""
     from torchvision.utils import make_grid
@@ -124,9 +115,8 @@ def save_stylization_grid(transfer: StyleTransfer, content: torch.Tensor, style:
     stylized = transfer.stylize(content, style=style, alpha=1.0)
     grid = make_grid(torch.cat([content, style, stylized]).cpu(), nrow=content.shape[0], padding=2, pad_value=1.0)
     array = (grid.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    temporary = path.with_name(path.name + ".tmp.png")
-    Image.fromarray(array).save(temporary)
-    os.replace(temporary, path)
+    with atomic_replace(path) as temporary:
+        Image.fromarray(array).save(temporary, format="PNG")
 
 
 def train_decoder(config: StyleTrainingConfig) -> Path:
@@ -154,8 +144,8 @@ def train_decoder(config: StyleTrainingConfig) -> Path:
     sampler = torch.Generator().manual_seed(config.seed)
     start_step = 0
     if config.resume:
+        checkpoint = load_torch_file(last_path, "style checkpoint", "start a new --out")
         try:
-            checkpoint = torch.load(last_path, map_location="cpu", weights_only=True)
             decoder.load_state_dict(checkpoint["decoder"])
             optimizer.load_state_dict(checkpoint["optimizer"])
             sampler.set_state(checkpoint["sampler_state"])
@@ -211,14 +201,14 @@ def train_decoder(config: StyleTrainingConfig) -> Path:
                     metrics.flush()
                     progress.set_postfix(loss=f"{record['loss']:.3f}")
                 if done % config.save_every == 0:
-                    _save_atomic(state(done), last_path)
+                    atomic_torch_save(state(done), last_path)
             step = max(start_step, config.steps)
-        _save_atomic(state(step), last_path)
+        atomic_torch_save(state(step), last_path)
     finally:
         if pool is not None:
             pool.shutdown()
 
-    _save_atomic({"decoder": decoder.state_dict(), "step": step, "config": asdict(config)}, out / "decoder.pt")
+    atomic_torch_save({"decoder": decoder.state_dict(), "step": step, "config": asdict(config)}, out / "decoder.pt")
     examples = min(config.grid_examples, len(source_paths), len(target_paths))
     centre = torch.full((examples, 2), 0.5)
     index = torch.arange(examples)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from posealign.engine.run_directory import write_json_atomic
+from posealign.files import atomic_write_json
 
 ABLATION_ROWS = (
     "source_only",
@@ -82,6 +82,6 @@ def run(args: argparse.Namespace) -> int:
         }
         for method in per_row
     }
-    write_json_atomic(out / "ablation.json", summary)
+    atomic_write_json(out / "ablation.json", summary)
     print(f"\n{out / 'ablation.json'}")
     return 0

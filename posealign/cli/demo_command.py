@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from posealign.engine.run_directory import write_json_atomic
+from posealign.files import atomic_write_json
 
 DEMO_METHODS = ("source_only", "oracle", "mean_teacher", "daml")
 
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(rows, groups, "source"))
     for name, share in shares.items():
         rows[name]["gap_closed"] = share
-    write_json_atomic(out / "results.json", rows)
+    atomic_write_json(out / "results.json", rows)
     try:
         from posealign.report import write_report
     except ImportError:

@@ -8,26 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord
 from posealign.errors import UserError
-
-
-def read_image(path) -> Image.Image:
-    """An RGB PIL image, or a one-line error naming the file."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise DatasetFormatError(
-            f"{path}: image file not found; check the dataset root or the annotation's file name"
-        ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise DatasetFormatError(
-            f"{path}: cannot decode image ({type(error).__name__}); re-download or remove it from the annotations"
-        ) from None
+from posealign.image_crops import crop_square, read_rgb_image
 
 
 def crop_record(record: PoseRecord, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -36,24 +21,15 @@ def crop_record(record: PoseRecord, size: int) -> tuple[np.ndarray, np.ndarray, 
     Returns the crop (size, size, 3) uint8, keypoints in crop pixels (K, 2) and the integer crop box
     actually used (x, y, side, side), which maps crop coordinates back: x_image = x_crop * side/size + x.
     """
-    image = read_image(record.image)
-    x, y, w, _ = (float(v) for v in record.crop_box)
-    side = max(int(round(w)), 1)
-    x0, y0 = int(round(x)), int(round(y))
-    if image.width < 2 or image.height < 2:
-        raise DatasetFormatError(
-            f"{record.image}: image is {image.width}x{image.height}, too small to crop; remove it from the annotations"
-        )
-    crop = image.crop((x0, y0, x0 + side, y0 + side))  # PIL pads outside the image with zeros
-    if side != size:
-        crop = crop.resize((size, size), Image.BILINEAR, reducing_gap=None)
-    scale = size / side
-    keypoints = (record.keypoints - np.array([x0, y0], dtype=np.float32)) * scale
-    return (
-        np.asarray(crop, dtype=np.uint8),
-        keypoints.astype(np.float32),
-        np.array([x0, y0, side, side], dtype=np.float32),
+    image = read_rgb_image(
+        record.image,
+        missing_fix="check the dataset root or the annotation's file name",
+        broken_fix="re-download or remove it from the annotations",
+        error=DatasetFormatError,
     )
+    crop, crop_box = crop_square(image, record.crop_box, size)
+    keypoints = (record.keypoints - crop_box[:2]) * (size / float(crop_box[2]))
+    return crop, keypoints.astype(np.float32), crop_box
 
 
 class CroppedPoseDataset(Dataset):

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from posealign.data.records import DatasetFormatError, read_matlab_file, square_box_around
+from posealign.files import atomic_write_json
 
 SPLITS = ("train", "val", "test")
 NUM_JOINTS = 24
@@ -105,14 +105,14 @@ def prepare_surreal(
                 except (DatasetFormatError, OSError, RuntimeError, ValueError) as error:
                     report.failed.append((str(clip), " ".join(str(error).split())))
                     continue
-                _write_json_atomically(record, samples)
+                atomic_write_json(record, samples, indent=None)
                 report.converted += 1
                 report.frames += len(samples)
                 added = True
             run_file = out_dir / name / f"{run}.json"
             if added or not run_file.is_file():
                 samples = [s for path in sorted(state_dir.glob("*.json")) for s in json.loads(path.read_text())]
-                _write_json_atomically(run_file, samples)
+                atomic_write_json(run_file, samples, indent=None)
                 report.run_files.append(str(run_file))
     return report
 
@@ -208,9 +208,3 @@ def surreal_world_to_camera(camera_location: np.ndarray) -> tuple[np.ndarray, np
     rotation = blender_to_cv @ world_to_blender
     translation = blender_to_cv @ (-world_to_blender @ camera_location)
     return rotation, translation
-
-
-def _write_json_atomically(path: Path, payload: object) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(payload))
-    os.replace(temporary, path)

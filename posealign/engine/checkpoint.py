@@ -1,12 +1,9 @@
-"""Checkpoints: one dict with everything needed to continue, written atomically.
-
-A crash (or SIGKILL) while writing leaves the previous checkpoint intact: the file is written to a
-temporary name in the same folder and renamed over, which POSIX makes atomic.
+"""Checkpoints: one dict with everything needed to continue, written with ``atomic_torch_save``
+(a crash while writing leaves the previous checkpoint intact); their names, pruning and RNG states.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from pathlib import Path
@@ -14,19 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posealign.errors import UserError
+from posealign.files import (
+    atomic_torch_save,  # noqa: F401 - engine/trainer.py imports it from here
+    load_torch_file,
+)
 
 _NAME = re.compile(r"step_(\d+)\.pt$")
-
-
-def atomic_torch_save(payload: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def rng_state() -> dict:
@@ -61,12 +51,12 @@ def prune_checkpoints(directory: Path, keep: int = 2) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found; pass an existing file or --resume auto")
-    try:
-        # RNG states hold numpy arrays and Python tuples: these files are our own, not untrusted input.
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001
-        raise UserError(
-            f"{path}: cannot read checkpoint ({type(error).__name__}: {error}); it may be truncated, use an older one"
-        ) from None
+    """A checkpoint to resume from. Not ``weights_only``: RNG states hold numpy arrays and Python
+    tuples, and these files are our own, not untrusted input."""
+    return load_torch_file(
+        path,
+        "checkpoint",
+        "it may be truncated, use an older one",
+        weights_only=False,
+        missing_fix="pass an existing file or --resume auto",
+    )

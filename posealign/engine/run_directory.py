@@ -17,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from posealign.config import resolved, save_config
 from posealign.errors import UserError
+from posealign.files import atomic_write_json as write_json_atomic  # noqa: F401 - engine/trainer.py imports it
+from posealign.files import atomic_write_text
 
 # Keys that may differ between a run and its resumption without making it another run.
 _RUN_KEYS_FREE_TO_CHANGE = (
@@ -30,7 +32,9 @@ _RUN_KEYS_FREE_TO_CHANGE = (
 )
 
 
-def _comparable(config: DictConfig) -> dict:
+def comparable_config(config: DictConfig) -> dict:
+    """The resolved config as a plain dict without the keys that may change between a run and its
+    resumption: two configs with equal ``comparable_config`` describe the same run."""
     plain = OmegaConf.to_container(resolved(config))
     plain.pop("preset", None)
     for key in _RUN_KEYS_FREE_TO_CHANGE:
@@ -48,8 +52,8 @@ def check_run_directory(config: DictConfig, resume: bool) -> Path:
     saved = run_dir / "config.yaml"
     if saved.is_file():
         previous = OmegaConf.load(saved)
-        if _comparable(previous) != _comparable(config):
-            changed = _first_difference(_comparable(previous), _comparable(config))
+        if comparable_config(previous) != comparable_config(config):
+            changed = _first_difference(comparable_config(previous), comparable_config(config))
             raise UserError(
                 f"{run_dir}: holds a different run (differs at {changed}); choose another --out or delete it"
             )
@@ -112,9 +116,7 @@ class MetricsLog:
             return
         lines = self.path.read_text().splitlines()
         kept = [line for line in lines if (logged := _logged_step(line)) is not None and logged <= step]
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text("".join(line + "\n" for line in kept))
-        temporary.replace(self.path)
+        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def close(self) -> None:
         if self.writer is not None:
@@ -127,9 +129,3 @@ def _logged_step(line: str) -> int | None:
         return int(json.loads(line).get("step", 0))
     except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
         return None
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(payload, indent=2))
-    temporary.replace(path)

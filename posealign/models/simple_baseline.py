@@ -13,6 +13,7 @@ import torchvision
 from torch import nn
 
 from posealign.errors import UserError
+from posealign.files import load_torch_file
 
 _RESNETS = {
     "resnet18": (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
@@ -52,16 +53,12 @@ def build_resnet_backbone(name: str, weights: str | None = None, stages: int = 4
 
 def load_backbone_weights(resnet: nn.Module, path: Path) -> None:
     """Load a local torchvision-layout ResNet state dict (the classifier ``fc.*`` may be absent)."""
-    if not path.is_file():
-        raise UserError(
-            f"{path}: backbone weights not found; give a torchvision ResNet state dict or model.pretrained=none"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise UserError(
-            f"{path}: cannot read backbone weights ({type(error).__name__}); save them with torch.save(state_dict)"
-        ) from None
+    state = load_torch_file(
+        path,
+        "backbone weights",
+        "save them with torch.save(state_dict)",
+        missing_fix="give a torchvision ResNet state dict or model.pretrained=none",
+    )
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from posealign.errors import UserError
+from posealign.files import load_torch_file
 
 # (in, out) convolutions with "U" for a 2x nearest upsampling: relu4_1 (512) -> RGB.
 _DECODER_PLAN = (
@@ -42,13 +42,12 @@ class AdaINDecoder(nn.Sequential):
 def load_decoder_weights(decoder: nn.Module, path: str | Path) -> None:
     """Load a trained decoder strictly: a bare state dict (the release's ``decoder.pth``) or a
     ``posealign style train`` file (``decoder.pt``, a dict with a "decoder" entry)."""
-    path = str(path)
-    if not Path(path).is_file():
-        raise UserError(f"{path}: no such decoder file; train one with `posealign style train` or fix the path")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a file that is not a checkpoint
-        raise UserError(f"{path}: cannot be read by torch.load ({type(error).__name__}); pass a decoder file") from None
+    state = load_torch_file(
+        path,
+        "decoder weights",
+        "pass a decoder file",
+        missing_fix="train one with `posealign style train` or fix the path",
+    )
     if isinstance(state, Mapping) and isinstance(state.get("decoder"), Mapping):
         state = state["decoder"]
     try:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posealign.errors import UserError
+from posealign.files import load_torch_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -107,15 +108,9 @@ def _check_exact(path: str, state: Mapping[str, torch.Tensor], expected: dict[st
 
 
 def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    path = str(path)
-    if not Path(path).is_file():
-        raise UserError(f"{path}: no such weights file; pass the path of a VGG-19 / decoder state dict")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a file that is not a checkpoint
-        raise UserError(
-            f"{path}: cannot be read by torch.load ({type(error).__name__}); pass a state dict file"
-        ) from None
+    state = load_torch_file(
+        path, "weights", "pass a state dict file", missing_fix="pass the path of a VGG-19 / decoder state dict"
+    )
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):

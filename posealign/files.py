@@ -1,0 +1,71 @@
+"""Reading torch files and writing any file without ever leaving half of it behind.
+
+``load_torch_file`` turns every way a torch file can be unreadable into one ``UserError`` line that
+names the file and the fix. The ``atomic_*`` writers write to a temporary name in the same folder,
+sync it to disk and rename it over the target, which POSIX makes atomic: a crash (or SIGKILL) while
+writing leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from posealign.errors import UserError
+
+
+def load_torch_file(
+    path: str | Path, what: str, fix: str, *, weights_only: bool = True, missing_fix: str | None = None
+) -> Any:
+    """``torch.load`` onto the CPU, or ``"{path}: {what} not found; {missing_fix}"`` /
+    ``"{path}: cannot read {what} ({error type}); {fix}"`` as a ``UserError``.
+
+    ``weights_only=False`` only for the project's own checkpoints (they hold RNG states and Python
+    tuples); files from elsewhere are read as plain tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: {what} not found; {missing_fix or fix}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for a file it cannot read
+        raise UserError(f"{path}: cannot read {what} ({type(error).__name__}); {fix}") from None
+
+
+@contextmanager
+def atomic_replace(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` to write; when the block succeeds it replaces ``path``.
+
+    The temporary file is hidden (``.NAME.tmp``) and removed when the block fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        yield temporary
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_replace(path) as temporary:
+        temporary.write_text(text)
+
+
+def atomic_write_json(path: str | Path, payload: Any, indent: int | None = 2) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=indent))
+
+
+def atomic_torch_save(payload: Any, path: str | Path) -> None:
+    """``torch.save`` (same argument order), atomically."""
+    with atomic_replace(path) as temporary:
+        torch.save(payload, temporary)
