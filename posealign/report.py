@@ -18,6 +18,7 @@ import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from posealign.errors import UserError  # noqa: E402
+from posealign.files import atomic_write_text  # noqa: E402
 
 LOSS_TERMS = ("loss", "loss_sup", "loss_cons", "loss_adv", "loss_im")
 
@@ -125,9 +126,8 @@ def _training(runs: list[dict], path: Path) -> None:
 def _prediction_grid(runs: list[dict], path: Path, count: int = 8) -> bool:
     """Rows = runs, columns = the same target test images; False when a run's data is not at hand."""
     from posealign.engine.data import build_dataset
-    from posealign.engine.visualize import predict_crops
-    from posealign.inference import load_pose_model
-    from posealign.visualization import draw_pose
+    from posealign.engine.prediction_tiles import prediction_tiles
+    from posealign.pose_model_files import load_pose_model
 
     rows = []
     for run in runs:
@@ -137,20 +137,9 @@ def _prediction_grid(runs: list[dict], path: Path, count: int = 8) -> bool:
             dataset = build_dataset(config.data.eval.target, config, "eval.target")
         except Exception:  # noqa: BLE001 - the data may live on another machine; the page goes on without the grid
             return False
-        model, keypoint_set, _ = load_pose_model(run["dir"] / "checkpoints" / "final.pt")
-        crops, coords, confidence = predict_crops(
-            model, dataset, list(range(min(count, len(dataset)))), torch.device("cpu")
-        )
-        scale = max(1.0, 160 / crops.shape[1])
-        rows.append(
-            (
-                run["results"]["method"],
-                [
-                    draw_pose(c, k, s, keypoint_set, scale=scale)
-                    for c, k, s in zip(crops, coords, confidence, strict=True)
-                ],
-            )
-        )
+        model = load_pose_model(run["dir"] / "checkpoints" / "final.pt")
+        tiles = prediction_tiles(model.network, dataset, model.keypoint_set, torch.device("cpu"), count, min_side=160)
+        rows.append((run["results"]["method"], tiles))
     columns = len(rows[0][1])
     figure, axes = plt.subplots(len(rows), columns, figsize=(1.7 * columns, 1.85 * len(rows)), dpi=110, squeeze=False)
     for r, (name, tiles) in enumerate(rows):
@@ -189,7 +178,5 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
     if has_grid:
         sections.append("## Predictions\n\n![predictions](predictions.png)")
     page = out / "report.md"
-    temporary = page.with_suffix(".tmp")
-    temporary.write_text("\n\n".join(sections) + "\n")
-    temporary.replace(page)
+    atomic_write_text(page, "\n\n".join(sections) + "\n")
     return page

@@ -1,4 +1,5 @@
-"""Skeleton overlays: keypoints coloured by confidence on the image, links from the keypoint set."""
+"""Drawing a pose on an image: keypoints coloured by body side and sized by confidence, links from
+the keypoint set. Used for predict's overlays, the report's grid and TensorBoard's images."""
 
 from __future__ import annotations
 

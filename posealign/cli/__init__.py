@@ -17,6 +17,11 @@ from posealign.errors import UserError
 SUBCOMMANDS = ("train", "eval", "demo", "ablate", "data", "style", "predict", "export", "report")
 
 
+def add_command_parser(subparsers, name: str, help: str, doc: str) -> argparse.ArgumentParser:
+    """A subcommand's parser whose ``--help`` shows ``doc`` (its module docstring) as written."""
+    return subparsers.add_parser(name, help=help, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posealign", description="Unsupervised domain-adaptive 2D pose estimation.")
     subparsers = parser.add_subparsers(dest="command", required=True)

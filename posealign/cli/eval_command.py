@@ -21,17 +21,17 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from posealign.engine.checkpoint import load_checkpoint
     from posealign.engine.data import build_dataset, run_keypoint_set
     from posealign.engine.evaluate import evaluate
     from posealign.errors import UserError
-    from posealign.models.simple_baseline import build_pose_model
+    from posealign.pose_model_files import load_pose_model
 
     path = Path(args.checkpoint)
-    if path.is_dir():
-        path = path / "checkpoints" / "final.pt"
-    state = load_checkpoint(path)
-    config = OmegaConf.merge(OmegaConf.create(state["config"]), OmegaConf.from_dotlist(args.overrides))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_pose_model(path, device=device)
+    if model.training_config is None:
+        raise UserError(f"{path}: an exported model has no data config to evaluate on; pass RUN/checkpoints/final.pt")
+    config = OmegaConf.merge(OmegaConf.create(model.training_config), OmegaConf.from_dotlist(args.overrides))
     splits = dict(config.data.eval)
     if args.split is not None:
         if args.split not in splits:
@@ -39,13 +39,10 @@ def run(args: argparse.Namespace) -> int:
         splits = {args.split: splits[args.split]}
     datasets = {name: build_dataset(spec, config, f"eval.{name}") for name, spec in splits.items()}
     keypoint_set = run_keypoint_set(config, list(datasets.values()))
-    model = build_pose_model(config.model, keypoint_set.num_keypoints)
-    model.load_state_dict(state["teacher"] if state.get("teacher") is not None else state["student"])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
+    model.require_keypoint_set(keypoint_set, path)
     report = {}
     for name, dataset in datasets.items():
-        numbers = evaluate(model, dataset, keypoint_set, float(config.data.sigma), device=device)
+        numbers = evaluate(model.network, dataset, keypoint_set, float(config.data.sigma), device=device)
         report[name] = {"pck": numbers["pck"], "groups": numbers["groups"], "bbox_pck": numbers["bbox_pck"]["pck"]}
     print(json.dumps(report, indent=2))
     return 0

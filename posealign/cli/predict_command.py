@@ -17,16 +17,21 @@ is written unless every input is readable; DIR must not hold predictions of othe
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from posealign.inference import predict_files
+import torch
+
+from posealign.cli import add_command_parser
+from posealign.cli.predict_inputs import attach_boxes, collect_images, open_input_image, read_box_file
+from posealign.cli.predict_outputs import check_output_folder, write_predictions
+from posealign.errors import UserError
+from posealign.inference import PosePrediction, predict_images
+from posealign.pose_model_files import keypoint_set_to_saved, load_pose_model, weights_fingerprint
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "predict",
-        help="predict poses on images with a checkpoint or an exported model",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command_parser(
+        subparsers, "predict", "predict poses on images with a checkpoint or an exported model", __doc__
     )
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders (recursive) or glob patterns")
     parser.add_argument(
@@ -37,6 +42,55 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="crops per forward pass (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1 ...")
     parser.set_defaults(func=run)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def predict_files(
+    inputs: list[str],
+    checkpoint: str | Path,
+    out: str | Path,
+    box_file: str | Path | None = None,
+    batch_size: int = 16,
+    device: str = "auto",
+) -> list[dict]:
+    """Predict every image of ``inputs`` into ``out``; returns the COCO results written.
+
+    Every input, the box file and the output folder are checked, and every prediction made, before
+    anything is written; the files then replace their previous versions atomically.
+    """
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, not {batch_size}")
+    out = Path(out)
+    images = collect_images(inputs)
+    if box_file is not None:
+        attach_boxes(images, read_box_file(Path(box_file)), Path(box_file))
+    model = load_pose_model(checkpoint, device=resolve_device(device))
+    fingerprint = weights_fingerprint(model.network)
+    check_output_folder(out, fingerprint)
+
+    poses_per_image: list[list[PosePrediction]] = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        decoded = [open_input_image(image.path) for image in chunk]
+        boxes = None if box_file is None else [image.boxes for image in chunk]
+        poses_per_image += predict_images(
+            model.network, decoded, boxes, model.preprocessing.image_size, batch_size, model.preprocessing.box_scale
+        )
+    info = {
+        "checkpoint": str(checkpoint),
+        "weights_sha256": fingerprint,
+        "keypoint_set": keypoint_set_to_saved(model.keypoint_set),
+        "image_size": model.preprocessing.image_size,
+        "box_scale": model.preprocessing.box_scale,
+        "boxes": str(box_file) if box_file is not None else None,
+        "images": len(images),
+    }
+    return write_predictions(out, images, poses_per_image, model.keypoint_set, info, draw_boxes=box_file is not None)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,8 @@ from torch import nn
 
 from posealign.data.pose_dataset import CroppedPoseDataset
 from posealign.engine.data import collate
-from posealign.heatmaps import crop_to_image, decode_heatmaps, render_gaussian_heatmaps
+from posealign.heatmaps import crop_to_image, render_gaussian_heatmaps
+from posealign.inference import run_on_crops
 from posealign.keypoints import KeypointSet
 from posealign.metrics.pck import PCKAccumulator
 
@@ -23,29 +24,24 @@ def evaluate(
     device: torch.device | str = "cpu",
     limit: int | None = None,
 ) -> dict:
-    """PCK of ``model`` (eval mode) on a labeled split. Percentages; ``pck`` is legacy "All"."""
-    was_training = model.training
-    model.eval()
+    """PCK of ``model`` (in eval mode; its mode is restored) on a labeled split. Percentages; ``pck`` is legacy "All"."""
     legacy = PCKAccumulator(keypoint_set, "legacy")
     by_bbox = PCKAccumulator(keypoint_set, "bbox")
     size = dataset.image_size
     total = len(dataset) if limit is None else min(limit, len(dataset))
     for start in range(0, total, batch_size):
         items = collate([dataset[i] for i in range(start, min(start + batch_size, total))])
-        images = items["image"].to(device).float().div_(255.0)
-        heatmaps, _ = model(images)
-        heatmaps = heatmaps.float().cpu()
+        heatmaps, coords, _ = run_on_crops(model, items["image"], device)
         heatmap_size = heatmaps.shape[-1]
-        stride = size / heatmap_size
-        ground_truth, _ = render_gaussian_heatmaps(items["keypoints"], items["visible"], heatmap_size, sigma, stride)
+        ground_truth, _ = render_gaussian_heatmaps(
+            items["keypoints"], items["visible"], heatmap_size, sigma, size / heatmap_size
+        )
         legacy.update(heatmaps, ground_truth)
-        coords, _ = decode_heatmaps(heatmaps, stride)
         records = [dataset.dataset.records[i] for i in items["index"].tolist()]
         original = torch.stack([torch.from_numpy(r.keypoints) for r in records])
         visible = torch.stack([torch.from_numpy(r.visible) for r in records])
         boxes = torch.stack([torch.from_numpy(r.bbox) for r in records])
         by_bbox.update(crop_to_image(coords, items["crop_box"], size), original, visible, boxes)
-    model.train(was_training)
     summary = legacy.compute()
     bbox_summary = by_bbox.compute()
     return {
