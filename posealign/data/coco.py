@@ -106,37 +106,3 @@ def load_coco(
             )
         )
     return PoseDataset(name="coco", root=root, keypoint_set=keypoint_set, records=records)
-
-
-def write_coco(
-    path: str | Path,
-    dataset_records: list[PoseRecord],
-    keypoint_set: KeypointSet,
-    root: str | Path,
-    image_sizes: list[tuple[int, int]],
-) -> None:
-    """Write records as a COCO keypoints file, atomically (temporary file, then rename)."""
-    path, root = Path(path), Path(root)
-    images, annotations = [], []
-    for index, (record, (width, height)) in enumerate(zip(dataset_records, image_sizes, strict=True)):
-        images.append(
-            {"id": index, "file_name": str(Path(record.image).relative_to(root)), "width": width, "height": height}
-        )
-        triples = np.concatenate([record.keypoints, record.visible[:, None].astype(np.float32) * 2], axis=1)
-        annotations.append(
-            {
-                "id": index,
-                "image_id": index,
-                "category_id": 1,
-                "iscrowd": 0,
-                "bbox": [round(float(v), 2) for v in record.bbox],
-                "area": float(record.bbox[2] * record.bbox[3]),
-                "keypoints": [round(float(v), 2) for v in triples.reshape(-1)],
-                "num_keypoints": int(record.visible.sum()),
-            }
-        )
-    payload = {"images": images, "annotations": annotations, "categories": [keypoint_set.to_coco_category(1)]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload))
-    temporary.replace(path)
