@@ -16,11 +16,11 @@ from PIL import Image
 
 from posealign.data.animalpose import ANIMALPOSE_TO_ANIMAL14, load_animalpose
 from posealign.data.lsp import LSP_TO_BODY16, load_lsp
-from posealign.data.records import DatasetFormatError
 from posealign.data.registry import DATASET_LOADERS
 from posealign.data.surreal import SMPL_TO_BODY16, load_surreal
 from posealign.data.synanimal import ANIMAL18_TO_ANIMAL14, VERTEX_INDICES_18, load_synanimal
 from posealign.data.tigdog import TIGER_TO_ANIMAL18, load_tigdog
+from posealign.errors import DatasetFormatError
 
 
 def write_image(path: Path, width: int, height: int) -> None:

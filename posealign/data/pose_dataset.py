@@ -11,8 +11,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord
-from posealign.errors import UserError
+from posealign.data.records import PoseDataset, PoseRecord
+from posealign.errors import DatasetFormatError, UserError
 
 
 def read_image(path) -> Image.Image:

@@ -39,7 +39,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from posealign.data.records import DatasetFormatError, read_matlab_file, square_box_around
+from posealign.data.records import read_matlab_file, square_box_around
+from posealign.errors import DatasetFormatError
 
 SPLITS = ("train", "val", "test")
 NUM_JOINTS = 24
