@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from test_datasets import make_lsp, make_surreal, make_synanimal_renders, make_tigdog, write_image
+from test_datasets import make_animalpose, make_lsp, make_surreal, make_synanimal_renders, make_tigdog, write_image
 
 from posealign.cli import main
 from posealign.config import available_presets, available_tasks, load_config
@@ -118,34 +118,6 @@ def make_synanimal(root: Path, animal: str, count: int = 10) -> None:
         make_synanimal_renders(root, animal, count=count)
 
 
-def make_animalpose_many(root: Path, count: int = 45) -> None:
-    """Animal-Pose's keypoints.json + images/, ``count`` images cycling through the five categories.
-
-    The released split holds out 20% of the images by a hash of their id, so each category needs
-    enough images for two in ``test`` and two in ``train`` (45 images: 9 per category, 2 of dogs and sheep held out).
-    """
-    rng = np.random.default_rng(7)
-    names = ["dog", "cat", "sheep", "horse", "cow"]
-    images = {str(i): f"2008_{i:06d}.jpg" for i in range(1, count + 1)}
-    annotations = []
-    for i in range(1, count + 1):
-        write_image(root / "images" / images[str(i)], 32, 24)
-        keypoints = np.stack([rng.uniform(2, 30, 20), rng.uniform(2, 22, 20), rng.integers(0, 2, 20)], 1)
-        annotations.append(
-            {
-                "image_id": i,
-                "bbox": [2.0, 3.0, 22.0, 13.0],
-                "keypoints": keypoints.tolist(),
-                "num_keypoints": int(keypoints[:, 2].sum()),
-                "category_id": (i - 1) % 5 + 1,
-            }
-        )
-    categories = [{"id": k + 1, "name": name} for k, name in enumerate(names)]
-    (root / "keypoints.json").write_text(
-        json.dumps({"images": images, "annotations": annotations, "categories": categories})
-    )
-
-
 def build_task_data(task: str, source: Path, target: Path) -> None:
     if task == "surreal2lsp":
         make_surreal_with_val(source)
@@ -155,7 +127,9 @@ def build_task_data(task: str, source: Path, target: Path) -> None:
         make_tigdog(target)
     else:
         make_synanimal(source, {"dog": "hound", "sheep": "sheep"}[task.removeprefix("synanimal2animalpose_")])
-        make_animalpose_many(target)
+        # The released split holds out 20% of the images by a hash of their id, so each category
+        # needs enough images for two in test and two in train: 45 images, 9 per category.
+        make_animalpose(target, count=45)
 
 
 def split_sizes(task: str, source: Path, target: Path) -> dict[str, int]:
