@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from posealign.errors import UserError
+from posealign.files import atomic_write_text
 
 CONFIG_ROOT = resources.files("posealign") / "configs"
 
@@ -80,7 +81,4 @@ def resolved(config: DictConfig) -> DictConfig:
 
 
 def save_config(config: DictConfig, path: str | Path) -> None:
-    path = Path(path)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(OmegaConf.to_yaml(resolved(config)))
-    temporary.replace(path)
+    atomic_write_text(path, OmegaConf.to_yaml(resolved(config)))

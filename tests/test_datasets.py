@@ -6,7 +6,9 @@ The fixtures follow the released layouts (METHOD.md, "Datasets as the public rel
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +18,11 @@ from PIL import Image
 
 from posealign.data.animalpose import ANIMALPOSE_TO_ANIMAL14, load_animalpose
 from posealign.data.lsp import LSP_TO_BODY16, load_lsp
-from posealign.data.records import DatasetFormatError
 from posealign.data.registry import DATASET_LOADERS
 from posealign.data.surreal import SMPL_TO_BODY16, load_surreal
 from posealign.data.synanimal import ANIMAL18_TO_ANIMAL14, VERTEX_INDICES_18, load_synanimal
 from posealign.data.tigdog import TIGER_TO_ANIMAL18, load_tigdog
+from posealign.errors import DatasetFormatError
 
 
 def write_image(path: Path, width: int, height: int) -> None:
@@ -28,7 +30,11 @@ def write_image(path: Path, width: int, height: int) -> None:
     Image.new("RGB", (width, height), (90, 120, 150)).save(path)
 
 
-def assert_one_line_error(excinfo: pytest.ExceptionInfo, file_name: str) -> None:
+@contextlib.contextmanager
+def raises_one_line_error(file_name: str) -> Iterator[None]:
+    """The block must raise a DatasetFormatError whose message is one line naming ``file_name``."""
+    with pytest.raises(DatasetFormatError) as excinfo:
+        yield
     message = str(excinfo.value)
     assert "\n" not in message
     assert file_name in message
@@ -98,23 +104,19 @@ def test_lsp_extended_layouts_read_the_flag_as_visible(tmp_path, layout):
 
 
 def test_lsp_malformed(tmp_path):
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("joints.mat"):
         load_lsp(tmp_path)
-    assert_one_line_error(excinfo, "joints.mat")
     make_lsp(tmp_path)
     (tmp_path / "joints.mat").write_bytes(b"not a MATLAB file")
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("joints.mat"):
         load_lsp(tmp_path)
-    assert_one_line_error(excinfo, "joints.mat")
     scipy.io.savemat(tmp_path / "joints.mat", {"joints": np.zeros((2, 14, 4))})
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("joints.mat"):
         load_lsp(tmp_path)
-    assert_one_line_error(excinfo, "joints.mat")
     make_lsp(tmp_path)
     (tmp_path / "images" / "im0003.jpg").unlink()
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("im0003.jpg"):
         load_lsp(tmp_path)
-    assert_one_line_error(excinfo, "im0003.jpg")
     assert len(load_lsp(tmp_path, check_images=False)) == 4
 
 
@@ -164,23 +166,19 @@ def test_surreal_smpl_mapping_visibility_and_crop(tmp_path):
 
 
 def test_surreal_malformed(tmp_path):
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("val"):
         load_surreal(tmp_path, split="val")
-    assert_one_line_error(excinfo, "val")
     written = make_surreal(tmp_path)
     written["run1"][0]["keypoint2d"] = written["run1"][0]["keypoint2d"][:23]
     (tmp_path / "train" / "run1.json").write_text(json.dumps(written["run1"]))
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("run1.json"):
         load_surreal(tmp_path)
-    assert_one_line_error(excinfo, "run1.json")
     make_surreal(tmp_path)
     (tmp_path / "train" / "run0" / "clip1_f0000.png").unlink()
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("clip1_f0000.png"):
         load_surreal(tmp_path)
-    assert_one_line_error(excinfo, "clip1_f0000.png")
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("run2.json"):
         load_surreal(tmp_path, runs=[0, 2])
-    assert_one_line_error(excinfo, "run2.json")
 
 
 # ---------------------------------------------------------------- SynAnimal
@@ -262,25 +260,21 @@ def test_synanimal_raw_renders(tmp_path):
 
 def test_synanimal_malformed(tmp_path):
     make_synanimal_renders(tmp_path, "elephant", count=1)
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("00000kpts.npy"):
         load_synanimal(tmp_path, split="all")
-    assert_one_line_error(excinfo, "00000kpts.npy")
     assert len(load_synanimal(tmp_path, split="all", vertex_indices=list(range(18)))) == 1
     (tmp_path / "elephant_combineds5r5_texture" / "00000kpts.npy").unlink()
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("00000kpts.npy"):
         load_synanimal(tmp_path, split="all")
-    assert_one_line_error(excinfo, "00000kpts.npy")
     data = make_synanimal_list(tmp_path)
     data["horse"]["keypoints"][1] = data["horse"]["keypoints"][1][:17]
     (tmp_path / "clean_data" / "keypoints_18.json").write_text(json.dumps(data))
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("keypoints_18.json"):
         load_synanimal(tmp_path)
-    assert_one_line_error(excinfo, "keypoints_18.json")
     make_synanimal_list(tmp_path)
     (tmp_path / "synthetic_animal" / "horse_combineds5r5_texture" / "00001img.png").unlink()
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("00001img.png"):
         load_synanimal(tmp_path)
-    assert_one_line_error(excinfo, "00001img.png")
 
 
 # ---------------------------------------------------------------- TigDog
@@ -373,29 +367,27 @@ def test_tigdog_malformed(tmp_path):
     make_tigdog(tmp_path)
     base = tmp_path / "behaviorDiscovery2.0"
     scipy.io.savemat(base / "landmarks" / "tiger" / "9.mat", {"landmarks": landmark_cells([np.ones((12, 3))] * 2)})
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("9.mat"):
         load_tigdog(base, split="all", animal="tiger")
-    assert_one_line_error(excinfo, "9.mat")
     scipy.io.savemat(base / "ranges" / "horse" / "ranges.mat", {"ranges": np.ones((2, 2))})
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("ranges.mat"):
         load_tigdog(base, split="all", animal="horse")
-    assert_one_line_error(excinfo, "ranges.mat")
     make_tigdog(tmp_path)
     (base / "tiger" / "00000005.jpg").unlink()
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("00000005.jpg"):
         load_tigdog(base, split="all", animal="tiger")
-    assert_one_line_error(excinfo, "00000005.jpg")
 
 
 # ---------------------------------------------------------------- Animal-Pose
 
 
-def make_animalpose(root: Path, with_categories: bool = True) -> dict:
+def make_animalpose(root: Path, with_categories: bool = True, count: int = 10) -> dict:
+    """Animal-Pose's keypoints.json + images/: ``count`` images cycling through the five categories."""
     rng = np.random.default_rng(5)
     names = ["dog", "cat", "sheep", "horse", "cow"]
-    images = {str(i): f"2007_{i:06d}.jpg" for i in range(1, 11)}
+    images = {str(i): f"2007_{i:06d}.jpg" for i in range(1, count + 1)}
     annotations = []
-    for i in range(1, 11):
+    for i in range(1, count + 1):
         write_image(root / "images" / images[str(i)], 32, 24)
         keypoints = np.stack([rng.uniform(0, 32, 20), rng.uniform(0, 24, 20), rng.integers(0, 2, 20)], 1)
         annotations.append(
@@ -444,23 +436,19 @@ def test_animalpose_malformed(tmp_path):
     data = make_animalpose(tmp_path)
     data["annotations"][3]["keypoints"] = data["annotations"][3]["keypoints"][:19]
     (tmp_path / "keypoints.json").write_text(json.dumps(data))
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("keypoints.json"):
         load_animalpose(tmp_path, split="all")
-    assert_one_line_error(excinfo, "keypoints.json")
     data = make_animalpose(tmp_path)
     data["annotations"][0]["image_id"] = 99
     (tmp_path / "keypoints.json").write_text(json.dumps(data))
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("keypoints.json"):
         load_animalpose(tmp_path, split="all")
-    assert_one_line_error(excinfo, "keypoints.json")
     make_animalpose(tmp_path)
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("keypoints.json"):
         load_animalpose(tmp_path, category="zebra")
-    assert_one_line_error(excinfo, "keypoints.json")
     (tmp_path / "images" / "2007_000004.jpg").unlink()
-    with pytest.raises(DatasetFormatError) as excinfo:
+    with raises_one_line_error("2007_000004.jpg"):
         load_animalpose(tmp_path, split="all")
-    assert_one_line_error(excinfo, "2007_000004.jpg")
 
 
 def test_every_loader_is_registered():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,22 +11,26 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from posealign.benchmark.domains import SOURCE_STYLE, TARGET_STYLE
+from posealign.benchmark.generate import SPLITS, benchmark_is_complete, generate_benchmark
+from posealign.benchmark.render import render_example, render_examples
+from posealign.benchmark.scene import sample_scene
 from posealign.data.coco import load_coco
-from posealign.data.synthetic_benchmark import (
-    SOURCE_STYLE,
-    SPLITS,
-    TARGET_STYLE,
-    _sample_scene,
-    benchmark_is_complete,
-    generate_benchmark,
-    render_example,
-    render_examples,
-)
 from posealign.keypoints import BODY16
 
 SIZE = 64
 TINY = {"source_train": 6, "source_test": 3, "target_train": 6, "target_test": 3}
 LIMB_KEYPOINTS = (0, 1, 4, 5, 10, 11, 14, 15)  # ankles, knees, wrists, elbows
+# sha256 (first 16 hex digits) of the decoded pixels of each split's images in index order, and of
+# each split's annotation file, for TINY at seed 0. Recorded from the generator as first released
+# (posealign.data.synthetic_benchmark); the target splits include JPEG round trips. A change here
+# means every benchmark number changes: only update these after deciding that is intended.
+FINGERPRINTS = {
+    "source_train": ("fa3468c933ae2f8a", "9587d3485ad69044"),
+    "source_test": ("d9c2049c70ce97a0", "3e7e50e5485516e8"),
+    "target_train": ("e7bad20046fcfb23", "f7f50f8c2b24fe2f"),
+    "target_test": ("34b67c36eb56532d", "33073367c3c918c9"),
+}
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -47,6 +52,18 @@ def test_generation_is_byte_identical_on_rerun(benchmark, tmp_path):
     assert first.keys() == second.keys()
     assert all(first[name] == second[name] for name in first)
     assert sum(name.endswith(".png") for name in first) == sum(TINY.values())
+
+
+def test_pixels_and_annotations_match_the_recorded_fingerprints(benchmark):
+    found = {}
+    for split in SPLITS:
+        pixels = hashlib.sha256()
+        for png in sorted((benchmark / "images" / split).glob("*.png")):
+            with Image.open(png) as image:
+                pixels.update(np.asarray(image.convert("RGB")).tobytes())
+        annotations = hashlib.sha256((benchmark / "annotations" / f"{split}.json").read_bytes())
+        found[split] = (pixels.hexdigest()[:16], annotations.hexdigest()[:16])
+    assert found == FINGERPRINTS
 
 
 def test_images_do_not_depend_on_batching():
@@ -81,7 +98,7 @@ def test_labeled_keypoints_lie_on_the_painted_figure(benchmark):
     differences = []
     for index, record in enumerate(dataset.records):
         example = render_example(_rng("source_train", index), SOURCE_STYLE, SIZE)
-        background = _sample_scene(_rng("source_train", index), SOURCE_STYLE, SIZE).background
+        background = sample_scene(_rng("source_train", index), SOURCE_STYLE, SIZE).background
         pixels = np.asarray(Image.open(record.image).convert("RGB")).astype(int)
         assert np.array_equal(pixels, example.image)
         for k in LIMB_KEYPOINTS:

@@ -3,8 +3,11 @@
 Each of the five tasks (SURREAL -> LSP, SynAnimal -> TigDog horse / tiger, SynAnimal -> AnimalPose
 dog / sheep) runs ``posealign train --preset daml --task T`` for 2 + 2 steps of a ResNet-18 at 64 px
 on the CPU, with the task's own splits and loader options; the run must finish, print the task's
-table and write ``results.json`` with the keypoint set's groups + All. A last test checks that the
-presets resolve to the paper's settings when nothing is overridden.
+table and write ``results.json`` with the keypoint set's groups + All, each group the mean of its
+keypoints. The task's evaluation path (loader options, crops, targets, PCK) is checked on known
+answers: a perfect prediction scores 100 and one with chosen keypoints shifted by one heatmap pixel
+scores what counting by hand gives. A last test checks that the presets resolve to the paper's
+settings (datasets, splits, loader options, training schedule) when nothing is overridden.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from test_datasets import make_lsp, make_surreal, make_synanimal_renders, make_tigdog, write_image
+from test_datasets import make_animalpose, make_lsp, make_surreal, make_synanimal_renders, make_tigdog, write_image
 
 from posealign.cli import main
 from posealign.config import available_presets, available_tasks, load_config
 from posealign.data.registry import load_dataset
+from posealign.engine.data import build_dataset
+from posealign.engine.evaluate import evaluate
+from posealign.keypoints import get_keypoint_set
 
 torch.set_num_threads(1)
 
@@ -49,6 +55,23 @@ KEYPOINT_SETS = {
     "synanimal2animalpose_dog": "animal14",
     "synanimal2animalpose_sheep": "animal14",
 }
+# Per task: source dataset and its loader options, target dataset and its options, the source's
+# evaluation split (TLlib's SURREAL has a val split; SynAnimal holds out test), the paper's DAML PCK.
+PAPER_DATA = {
+    "surreal2lsp": ("surreal", {}, "lsp", {"protocol": "uda"}, "val", 84.4),
+    "synanimal2tigdog_horse": (
+        "synanimal", {"animal": "horse", "num_keypoints": 18}, "tigdog", {"animal": "horse"}, "test", 76.3,
+    ),
+    "synanimal2tigdog_tiger": (
+        "synanimal", {"animal": "tiger", "num_keypoints": 18}, "tigdog", {"animal": "tiger"}, "test", 68.4,
+    ),
+    "synanimal2animalpose_dog": (
+        "synanimal", {"animal": "hound", "num_keypoints": 14}, "animalpose", {"category": "dog"}, "test", None,
+    ),
+    "synanimal2animalpose_sheep": (
+        "synanimal", {"animal": "sheep", "num_keypoints": 14}, "animalpose", {"category": "sheep"}, "test", None,
+    ),
+}  # fmt: skip
 CPU_SMOKE = [
     "model.backbone=resnet18",
     "model.pretrained=none",
@@ -95,34 +118,6 @@ def make_synanimal(root: Path, animal: str, count: int = 10) -> None:
         make_synanimal_renders(root, animal, count=count)
 
 
-def make_animalpose_many(root: Path, count: int = 45) -> None:
-    """Animal-Pose's keypoints.json + images/, ``count`` images cycling through the five categories.
-
-    The released split holds out 20% of the images by a hash of their id, so each category needs
-    enough images for two in ``test`` and two in ``train`` (45 images: 9 per category, 2 of dogs and sheep held out).
-    """
-    rng = np.random.default_rng(7)
-    names = ["dog", "cat", "sheep", "horse", "cow"]
-    images = {str(i): f"2008_{i:06d}.jpg" for i in range(1, count + 1)}
-    annotations = []
-    for i in range(1, count + 1):
-        write_image(root / "images" / images[str(i)], 32, 24)
-        keypoints = np.stack([rng.uniform(2, 30, 20), rng.uniform(2, 22, 20), rng.integers(0, 2, 20)], 1)
-        annotations.append(
-            {
-                "image_id": i,
-                "bbox": [2.0, 3.0, 22.0, 13.0],
-                "keypoints": keypoints.tolist(),
-                "num_keypoints": int(keypoints[:, 2].sum()),
-                "category_id": (i - 1) % 5 + 1,
-            }
-        )
-    categories = [{"id": k + 1, "name": name} for k, name in enumerate(names)]
-    (root / "keypoints.json").write_text(
-        json.dumps({"images": images, "annotations": annotations, "categories": categories})
-    )
-
-
 def build_task_data(task: str, source: Path, target: Path) -> None:
     if task == "surreal2lsp":
         make_surreal_with_val(source)
@@ -132,7 +127,9 @@ def build_task_data(task: str, source: Path, target: Path) -> None:
         make_tigdog(target)
     else:
         make_synanimal(source, {"dog": "hound", "sheep": "sheep"}[task.removeprefix("synanimal2animalpose_")])
-        make_animalpose_many(target)
+        # The released split holds out 20% of the images by a hash of their id, so each category
+        # needs enough images for two in test and two in train: 45 images, 9 per category.
+        make_animalpose(target, count=45)
 
 
 def split_sizes(task: str, source: Path, target: Path) -> dict[str, int]:
@@ -172,22 +169,104 @@ def test_task_preset_trains_and_prints_its_table(task, tmp_path, capsys):
     assert results["task"] == task and results["method"] == "daml" and results["steps"] == 4
     assert results["table"]["columns"] == COLUMNS[task]
     assert set(results["table"]["rows"]) == {"target", "source"}
+    keypoint_set = get_keypoint_set(KEYPOINT_SETS[task])
     for domain in ("target", "source"):
-        assert domain in results
-        pck = results[domain]["pck"]
-        assert pck is None or (isinstance(pck, int | float) and 0 <= pck <= 100)
-        assert results[domain]["samples"] == sizes[f"eval.{domain}"]
+        numbers = results[domain]
+        assert numbers["samples"] == sizes[f"eval.{domain}"]
+        per_keypoint = numbers["per_keypoint"]
+        assert list(per_keypoint) == list(keypoint_set.names)
+        # Groups and All are the means of their keypoints' PCK, skipping keypoints never valid.
+        for group, members in [*keypoint_set.groups.items(), ("All", keypoint_set.all_group)]:
+            scores = [v for i in members if (v := per_keypoint[keypoint_set.names[i]]) is not None]
+            expected = sum(scores) / len(scores) if scores else None
+            found = numbers["pck"] if group == "All" else numbers["groups"][group]
+            assert found == (None if expected is None else pytest.approx(expected)), (domain, group)
         row = results["table"]["rows"][domain]
-        assert len(row) == len(COLUMNS[task]) and all(v is None or isinstance(v, int | float) for v in row)
+        assert row == [numbers["groups"][c] for c in COLUMNS[task][:-1]] + [numbers["pck"]]
 
     header = next(line for line in printed.splitlines() if line.startswith("Method"))
     assert header.split() == ["Method", *COLUMNS[task]]
     assert json.loads(printed.strip().splitlines()[-1])["method"] == "daml"
 
 
+class _FixedHeatmaps(torch.nn.Module):
+    """A stand-in network that returns given heatmaps, batch after batch, in the dataset's order."""
+
+    def __init__(self, heatmaps: torch.Tensor) -> None:
+        super().__init__()
+        self.heatmaps, self.served = heatmaps, 0
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, None]:
+        batch = self.heatmaps[self.served : self.served + len(images)]
+        self.served += len(images)
+        return batch, None
+
+
+def _one_hot_heatmaps(dataset, heatmap_size: int, shifted: set[int]) -> torch.Tensor:
+    """A peak at each visible keypoint's nearest heatmap pixel (keypoint / stride); keypoints in
+    ``shifted`` one pixel to the side, towards the centre so the peak stays on the map."""
+    stride = dataset.image_size / heatmap_size
+    maps = torch.zeros(len(dataset), dataset.dataset.keypoint_set.num_keypoints, heatmap_size, heatmap_size)
+    for n in range(len(dataset)):
+        item = dataset[n]
+        for k, ((x, y), visible) in enumerate(zip(item["keypoints"].tolist(), item["visible"].tolist(), strict=True)):
+            column, row = round(x / stride), round(y / stride)
+            if not visible or not (0 <= column < heatmap_size and 0 <= row < heatmap_size):
+                continue
+            if k in shifted:
+                column += 1 if column < heatmap_size / 2 else -1
+            maps[n, k, row, column] = 1.0
+    return maps
+
+
+@pytest.mark.parametrize("task", PAPER_TASKS)
+def test_task_evaluation_scores_known_predictions(task, tmp_path):
+    source, target = tmp_path / "source", tmp_path / "target"
+    build_task_data(task, source, target)
+    config = load_config(
+        "daml", task, [f"data.source_root={source}", f"data.target_root={target}", "run.out=/tmp/x", *CPU_SMOKE]
+    )
+    keypoint_set = get_keypoint_set(KEYPOINT_SETS[task])
+    size = int(config.data.heatmap_size)
+    # Legacy PCK@0.05 on a 16-pixel map: a hit is closer than 0.05 x 16 = 0.8 heatmap pixels, so a
+    # peak one pixel off is a miss and an exact one a hit.
+    assert size == 16
+    shifted = set(range(0, keypoint_set.num_keypoints, 2))  # every other keypoint
+    sigma = float(config.data.sigma)
+    for role, spec in config.data.eval.items():
+        dataset = build_dataset(spec, config, f"eval.{role}")
+        perfect = evaluate(_FixedHeatmaps(_one_hot_heatmaps(dataset, size, set())), dataset, keypoint_set, sigma)
+        scored = [name for name, value in perfect["per_keypoint"].items() if value is not None]
+        assert scored, (task, role)
+        assert perfect["pck"] == 100.0 and set(perfect["per_keypoint"][name] for name in scored) == {100.0}
+        assert all(value in (None, 100.0) for value in perfect["groups"].values())
+
+        half = evaluate(_FixedHeatmaps(_one_hot_heatmaps(dataset, size, shifted)), dataset, keypoint_set, sigma)
+        for k, name in enumerate(keypoint_set.names):
+            expected = None if name not in scored else 0.0 if k in shifted else 100.0
+            assert half["per_keypoint"][name] == expected, (task, role, name)
+        in_all = [k for k in keypoint_set.all_group if keypoint_set.names[k] in scored]
+        assert half["pck"] == pytest.approx(100.0 * sum(k not in shifted for k in in_all) / len(in_all))
+
+
 def test_paper_presets_resolve_to_the_paper_settings_and_every_method_loads_on_every_task():
     for task in PAPER_TASKS:
         config = OmegaConf.create(OmegaConf.to_container(load_config("daml", task), resolve=True))
+        source, source_options, target, target_options, source_eval_split, reported = PAPER_DATA[task]
+        specs = {
+            "source": config.data.source,
+            "target": config.data.target,
+            "eval.target": config.data.eval.target,
+            "eval.source": config.data.eval.source,
+        }
+        found = {role: (s.dataset, s.split, OmegaConf.to_container(s.options)) for role, s in specs.items()}
+        assert found == {
+            "source": (source, "train", source_options),
+            "target": (target, "train", target_options),
+            "eval.target": (target, "test", target_options),
+            "eval.source": (source, source_eval_split, source_options),
+        }, task
+        assert config.get("reference", {}).get("daml") == reported
         assert config.model.backbone == "resnet101" and config.model.pretrained == "imagenet"
         assert (config.data.image_size, config.data.heatmap_size) == (256, 64)
         assert config.data.sigma == (2.0 if task == "surreal2lsp" else 1.0)

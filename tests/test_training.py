@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from posealign.benchmark.task import ensure_benchmark
 from posealign.cli import main
 from posealign.config import load_config
-from posealign.data.benchmark_task import ensure_benchmark
 from posealign.engine.run_directory import MetricsLog
 from posealign.keypoints import ANIMAL18
 

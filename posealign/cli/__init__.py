@@ -11,8 +11,7 @@ import argparse
 import importlib
 import sys
 
-from posealign.data.records import DatasetFormatError
-from posealign.errors import UserError
+from posealign.errors import DatasetFormatError, UserError
 
 SUBCOMMANDS = ("train", "eval", "demo", "ablate", "data", "style", "predict", "export", "report")
 

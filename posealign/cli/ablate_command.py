@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from posealign.experiments import split_overrides
 
     args.rows, args.overrides = split_overrides(args.rows, args.overrides)
-    from posealign.data.benchmark_task import ensure_benchmark
+    from posealign.benchmark.task import ensure_benchmark
     from posealign.experiments import (
         config_for,
         format_gap_closed,

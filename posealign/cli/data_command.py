@@ -22,9 +22,9 @@ from pathlib import Path
 
 from posealign.data.prepare_surreal import SPLITS as SURREAL_SPLITS
 from posealign.data.prepare_surreal import prepare_surreal
-from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord
+from posealign.data.records import PoseDataset, PoseRecord
 from posealign.data.registry import DATASET_LOADERS
-from posealign.errors import UserError
+from posealign.errors import DatasetFormatError, UserError
 
 DEFAULT_SPLITS = {
     "surreal": ("train", "val", "test"),

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from posealign.experiments import split_overrides
 
     args.methods, args.overrides = split_overrides(args.methods, args.overrides)
-    from posealign.data.benchmark_task import ensure_benchmark
+    from posealign.benchmark.task import ensure_benchmark
     from posealign.experiments import config_for, format_gap_closed, format_table, gap_closed, run_preset
     from posealign.keypoints import BODY16
 

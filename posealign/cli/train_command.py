@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"run.out={args.out}"] if args.out else [])
     config = load_config(args.preset, args.task, overrides)
     if args.task == "benchmark":
-        from posealign.data.benchmark_task import ensure_benchmark
+        from posealign.benchmark.task import ensure_benchmark
 
         ensure_benchmark(config)
     try:

@@ -21,12 +21,12 @@ side of the box, around its centre (released code).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord, held_out_keys, square_box_around
+from posealign.data.records import PoseDataset, RecordCollector, held_out_keys, read_json_file, square_box_around
+from posealign.errors import DatasetFormatError
 from posealign.keypoints import ANIMAL14
 
 ANIMALPOSE_TO_ANIMAL14 = (0, 1, 13, 14, 15, 16, 9, 10, 11, 12, 5, 6, 7, 8)
@@ -53,12 +53,7 @@ def load_animalpose(
         raise DatasetFormatError(f"{root}: Animal-Pose has splits {list(SPLITS)}, not {split!r}; pass one of them")
     if not path.is_file():
         raise DatasetFormatError(f"{path}: not found; put Animal-Pose's keypoints.json at the dataset root")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DatasetFormatError(
-            f"{path}: not valid JSON ({error.msg} at line {error.lineno}); re-download it"
-        ) from None
+    data = read_json_file(path, "re-download it")
     if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
         raise DatasetFormatError(
             f"{path}: needs 'images' (id -> file name) and 'annotations'; use Animal-Pose's keypoints.json"
@@ -74,7 +69,7 @@ def load_animalpose(
             )
     held_out = held_out_keys([str(a.get("image_id")) for a in data["annotations"]], test_fraction)
 
-    records, missing = [], []
+    collector = RecordCollector()
     for index, annotation in enumerate(data["annotations"]):
         name = names_by_id.get(annotation.get("category_id"))
         if category is not None and name != wanted:
@@ -101,25 +96,24 @@ def load_animalpose(
             )
         x1, y1, x2, y2 = (float(v) for v in box)
         image = root / "images" / images[image_id]
-        if not image.is_file():
-            missing.append(image)
-        records.append(
-            PoseRecord(
-                image=image,
-                keypoints=triples[:, :2].copy(),
-                visible=triples[:, 2] > 0,
-                bbox=np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float32),
-                crop_box=square_box_around(x1, y1, x2, y2, crop_scale),
-                split="test" if is_test else "train",
-                category=name,
-                meta={"image_id": image_id, "annotation_index": index},
-            )
+        collector.check_image(image)
+        collector.add(
+            image=image,
+            keypoints=triples[:, :2].copy(),
+            visible=triples[:, 2] > 0,
+            bbox=np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float32),
+            crop_box=square_box_around(x1, y1, x2, y2, crop_scale),
+            split="test" if is_test else "train",
+            category=name,
+            meta={"image_id": image_id, "annotation_index": index},
         )
-    if check_images and missing:
-        raise DatasetFormatError(
-            f"{path}: {len(missing)} image(s) it names are missing from {root / 'images'}, first {missing[0].name}; "
-            f"extract Animal-Pose's images/"
-        )
+    records = collector.checked_records(
+        check_images,
+        lambda missing: (
+            f"{path}: {len(missing)} image(s) it names are missing from {root / 'images'}, "
+            f"first {missing[0].name}; extract Animal-Pose's images/"
+        ),
+    )
     return PoseDataset(name="animalpose", root=root, keypoint_set=ANIMAL14, records=records)
 
 

@@ -6,12 +6,12 @@ known set is named, in which case the file's keypoint count must match it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord, square_box_around
+from posealign.data.records import PoseDataset, RecordCollector, read_json_file, square_box_around
+from posealign.errors import DatasetFormatError
 from posealign.keypoints import KeypointSet, get_keypoint_set, keypoint_set_from_coco_category
 
 
@@ -35,12 +35,7 @@ def load_coco(
         path = root / path
     if not path.is_file():
         raise DatasetFormatError(f"{path}: annotation file not found; pass the COCO keypoints JSON of split {split!r}")
-    try:
-        coco = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DatasetFormatError(
-            f"{path}: not valid JSON ({error.msg} at line {error.lineno}); re-export the annotations"
-        ) from None
+    coco = read_json_file(path, "re-export the annotations")
     for key in ("images", "annotations", "categories"):
         if key not in coco:
             raise DatasetFormatError(
@@ -65,7 +60,7 @@ def load_coco(
     num_keypoints = keypoint_set.num_keypoints
 
     images = {image["id"]: image for image in coco["images"]}
-    records = []
+    collector = RecordCollector()  # image files are not checked: COCO files may list images not extracted
     for annotation in coco["annotations"]:
         if annotation.get("category_id") not in category_ids:
             continue
@@ -93,50 +88,14 @@ def load_coco(
             crop_box = square_box_around(bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3], crop_scale)
         else:
             raise ValueError(f"crop must be 'bbox' or 'image', not {crop!r}")
-        records.append(
-            PoseRecord(
-                image=root / image["file_name"],
-                keypoints=triples[:, :2].copy(),
-                visible=visible,
-                bbox=bbox,
-                crop_box=crop_box,
-                split=split,
-                category=categories[annotation["category_id"]].get("name"),
-                meta={"image_id": annotation["image_id"], "annotation_id": annotation.get("id")},
-            )
+        collector.add(
+            image=root / image["file_name"],
+            keypoints=triples[:, :2].copy(),
+            visible=visible,
+            bbox=bbox,
+            crop_box=crop_box,
+            split=split,
+            category=categories[annotation["category_id"]].get("name"),
+            meta={"image_id": annotation["image_id"], "annotation_id": annotation.get("id")},
         )
-    return PoseDataset(name="coco", root=root, keypoint_set=keypoint_set, records=records)
-
-
-def write_coco(
-    path: str | Path,
-    dataset_records: list[PoseRecord],
-    keypoint_set: KeypointSet,
-    root: str | Path,
-    image_sizes: list[tuple[int, int]],
-) -> None:
-    """Write records as a COCO keypoints file, atomically (temporary file, then rename)."""
-    path, root = Path(path), Path(root)
-    images, annotations = [], []
-    for index, (record, (width, height)) in enumerate(zip(dataset_records, image_sizes, strict=True)):
-        images.append(
-            {"id": index, "file_name": str(Path(record.image).relative_to(root)), "width": width, "height": height}
-        )
-        triples = np.concatenate([record.keypoints, record.visible[:, None].astype(np.float32) * 2], axis=1)
-        annotations.append(
-            {
-                "id": index,
-                "image_id": index,
-                "category_id": 1,
-                "iscrowd": 0,
-                "bbox": [round(float(v), 2) for v in record.bbox],
-                "area": float(record.bbox[2] * record.bbox[3]),
-                "keypoints": [round(float(v), 2) for v in triples.reshape(-1)],
-                "num_keypoints": int(record.visible.sum()),
-            }
-        )
-    payload = {"images": images, "annotations": annotations, "categories": [keypoint_set.to_coco_category(1)]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload))
-    temporary.replace(path)
+    return PoseDataset(name="coco", root=root, keypoint_set=keypoint_set, records=collector.records)

@@ -32,14 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from posealign.data.records import (
-    DatasetFormatError,
-    PoseDataset,
-    PoseRecord,
-    bbox_from_keypoints,
-    read_matlab_file,
-    square_box_around,
-)
+from posealign.data.records import PoseDataset, RecordCollector, read_matlab_file, square_box_around
+from posealign.errors import DatasetFormatError
 from posealign.keypoints import BODY16
 
 SPLITS = ("train", "test", "all")
@@ -78,36 +72,27 @@ def load_lsp(
         indices = range(count)
 
     digits = max(4, len(str(count)))
-    records, missing = [], []
+    collector = RecordCollector()
     for i in indices:
         image = root / "images" / f"im{i + 1:0{digits}d}.jpg"
         keypoints = joints[i, list(LSP_TO_BODY16), :2].astype(np.float32)
         flags = joints[i, list(LSP_TO_BODY16), 2] > 0.5
         visible = ~flags if flag_means == "occluded" else flags
         visible[list(BODY16_NOT_IN_LSP)] = False
-        if image.is_file():
+        if collector.check_image(image):
             with Image.open(image) as opened:
                 width, height = opened.size
             crop_box = square_box_around(0, 0, width, height)
         else:
-            missing.append(image)
             crop_box = square_box_around(*keypoints.min(0), *keypoints.max(0), scale=1.25)
-        records.append(
-            PoseRecord(
-                image=image,
-                keypoints=keypoints,
-                visible=visible,
-                bbox=bbox_from_keypoints(keypoints, visible),
-                crop_box=crop_box,
-                split=split,
-                meta={"index": i},
-            )
-        )
-    if check_images and missing:
-        raise DatasetFormatError(
+        collector.add(image, keypoints, visible, crop_box, split, meta={"index": i})
+    records = collector.checked_records(
+        check_images,
+        lambda missing: (
             f"{path}: lists {count} images but {len(missing)} are missing from {root / 'images'}, "
             f"first {missing[0].name}; extract the images next to joints.mat"
-        )
+        ),
+    )
     return PoseDataset(name="lsp", root=root, keypoint_set=BODY16, records=records)
 
 

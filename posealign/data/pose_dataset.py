@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord
-from posealign.errors import UserError
+from posealign.data.records import PoseDataset, PoseRecord
+from posealign.errors import DatasetFormatError, UserError
 from posealign.image_crops import crop_square, read_rgb_image
 
 

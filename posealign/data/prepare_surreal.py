@@ -38,7 +38,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from posealign.data.records import DatasetFormatError, read_matlab_file, square_box_around
+from posealign.data.records import read_matlab_file, square_box_around
+from posealign.errors import DatasetFormatError
 from posealign.files import atomic_write_json
 
 SPLITS = ("train", "val", "test")

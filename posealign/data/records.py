@@ -8,6 +8,8 @@ evaluation, ``posealign data inspect``) reads only this contract.
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,11 +17,8 @@ import numpy as np
 import scipy.io
 from scipy.io.matlab import MatReadError
 
+from posealign.errors import DatasetFormatError
 from posealign.keypoints import KeypointSet
-
-
-class DatasetFormatError(ValueError):
-    """A dataset file is missing or malformed. The message is one line naming the file and the fix."""
 
 
 @dataclass
@@ -57,6 +56,58 @@ class PoseDataset:
         return len(self.records)
 
 
+class RecordCollector:
+    """The records a loader builds, and the images they name that are not on disk.
+
+    Every loader lists images in its annotation files; a missing one is either an error (the user
+    extracted part of a release) or, for ``posealign data inspect``, something to count. Records
+    are built either way, so that ``check_images=False`` still reads every annotation.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[PoseRecord] = []
+        self.missing: list[Path] = []
+
+    def check_image(self, image: Path) -> bool:
+        """True when ``image`` is a file; a missing one is remembered for :meth:`checked_records`."""
+        if image.is_file():
+            return True
+        self.missing.append(image)
+        return False
+
+    def add(
+        self,
+        image: Path,
+        keypoints: np.ndarray,
+        visible: np.ndarray,
+        crop_box: np.ndarray,
+        split: str,
+        bbox: np.ndarray | None = None,
+        category: str | None = None,
+        meta: dict | None = None,
+    ) -> None:
+        """Append one record; ``bbox`` None is the tight box of the visible keypoints."""
+        self.records.append(
+            PoseRecord(
+                image=image,
+                keypoints=keypoints,
+                visible=visible,
+                bbox=bbox_from_keypoints(keypoints, visible) if bbox is None else bbox,
+                crop_box=crop_box,
+                split=split,
+                category=category,
+                meta={} if meta is None else meta,
+            )
+        )
+
+    def checked_records(self, check_images: bool, missing_message: Callable[[list[Path]], str]) -> list[PoseRecord]:
+        """The records, or a :class:`DatasetFormatError` with ``missing_message(missing)`` when
+        ``check_images`` is set and an image is missing (the message names the first one and the fix)."""
+        if check_images and self.missing:
+            raise DatasetFormatError(missing_message(self.missing))
+        return self.records
+
+
 def square_box_around(x0: float, y0: float, x1: float, y1: float, scale: float = 1.0) -> np.ndarray:
     """A square (x, y, w, h) centred on a box, side = longest side of the box times ``scale``."""
     cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
@@ -81,6 +132,14 @@ def held_out_keys(keys: list[str], fraction: float) -> set[str]:
     if fraction > 0 and len(ranked) > 1:
         count = max(count, 1)
     return set(ranked[:count])
+
+
+def read_json_file(path: Path, fix: str) -> object:
+    """``json.loads`` of a file, with a one-line error naming the file, the line and ``fix``."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DatasetFormatError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}); {fix}") from None
 
 
 def read_matlab_file(path: Path, refetch_hint: str, variable_names: list[str] | None = None) -> dict:

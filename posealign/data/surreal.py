@@ -18,13 +18,13 @@ image's header; without them the header is read (PIL reads only the first bytes)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord, bbox_from_keypoints, square_box_around
+from posealign.data.records import PoseDataset, PoseRecord, RecordCollector, read_json_file, square_box_around
+from posealign.errors import DatasetFormatError
 from posealign.keypoints import BODY16
 
 SPLITS = ("train", "val", "test")
@@ -67,18 +67,13 @@ def load_surreal(
 
 
 def _read_run(path: Path, split: str, check_images: bool) -> list[PoseRecord]:
-    try:
-        samples = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DatasetFormatError(
-            f"{path}: not valid JSON ({error.msg} at line {error.lineno}); re-extract or re-run prepare"
-        ) from None
+    samples = read_json_file(path, "re-extract or re-run prepare")
     if not isinstance(samples, list):
         raise DatasetFormatError(
             f"{path}: expected a JSON list of samples, found {type(samples).__name__}; use TLlib's run file layout"
         )
     image_dir = path.with_suffix("")  # root/<split>/run{k}.json -> root/<split>/run{k}/
-    records, missing = [], []
+    collector = RecordCollector()
     for index, sample in enumerate(samples):
         if not isinstance(sample, dict) or "name" not in sample or "keypoint2d" not in sample:
             raise DatasetFormatError(f"{path}: sample {index} lacks 'name' or 'keypoint2d'; each sample needs both")
@@ -90,9 +85,7 @@ def _read_run(path: Path, split: str, check_images: bool) -> list[PoseRecord]:
             )
         image = image_dir / sample["name"]
         keypoints = joints[list(SMPL_TO_BODY16)]
-        exists = image.is_file()
-        if not exists:
-            missing.append(image)
+        exists = collector.check_image(image)
         size = (sample["width"], sample["height"]) if "width" in sample and "height" in sample else None
         if size is None and exists:
             with Image.open(image) as opened:
@@ -112,20 +105,11 @@ def _read_run(path: Path, split: str, check_images: bool) -> list[PoseRecord]:
                 meta["keypoint3d"] = joints3d[list(SMPL_TO_BODY16)]
         if "intrinsic_matrix" in sample:
             meta["intrinsic_matrix"] = np.asarray(sample["intrinsic_matrix"], dtype=np.float32)
-        records.append(
-            PoseRecord(
-                image=image,
-                keypoints=keypoints,
-                visible=visible,
-                bbox=bbox_from_keypoints(keypoints, visible),
-                crop_box=crop_box,
-                split=split,
-                meta=meta,
-            )
-        )
-    if check_images and missing:
-        raise DatasetFormatError(
+        collector.add(image, keypoints, visible, crop_box, split, meta=meta)
+    return collector.checked_records(
+        check_images,
+        lambda missing: (
             f"{path}: {len(missing)} listed image(s) missing, first {missing[0]}; "
             f"re-extract {image_dir.name} or re-run prepare"
-        )
-    return records
+        ),
+    )

@@ -32,14 +32,14 @@ is given. Crop: the box clipped to the image, then a square of 1.25 x its longer
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from posealign.data.records import DatasetFormatError, PoseDataset, PoseRecord, held_out_keys, square_box_around
+from posealign.data.records import PoseDataset, RecordCollector, held_out_keys, read_json_file, square_box_around
+from posealign.errors import DatasetFormatError
 from posealign.keypoints import ANIMAL14, ANIMAL18
 
 SPLITS = ("train", "test", "all")
@@ -86,12 +86,13 @@ def load_synanimal(
         samples = _samples_from_list(root, list_file, animal, num_keypoints)
     else:
         samples = _samples_from_renders(root, animal, num_keypoints, test_fraction, vertex_indices)
-    records, missing = _records(samples, split, use_occluded, image_size, crop_scale)
-    if check_images and missing:
-        raise DatasetFormatError(
+    records = _records(samples, split, use_occluded, image_size, crop_scale).checked_records(
+        check_images,
+        lambda missing: (
             f"{list_file or root}: {len(missing)} listed image(s) missing, first {missing[0]}; "
             f"extract the *{RENDER_SUFFIX} folders under {root / 'synthetic_animal'}"
-        )
+        ),
+    )
     return PoseDataset(name="synanimal", root=root, keypoint_set=keypoint_set, records=records)
 
 
@@ -104,20 +105,13 @@ def _find_list_file(root: Path, num_keypoints: int) -> Path | None:
 
 
 def _samples_from_list(root: Path, path: Path, animal: str, num_keypoints: int) -> list[dict]:
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DatasetFormatError(
-            f"{path}: not valid JSON ({error.msg} at line {error.lineno}); regenerate it"
-        ) from None
+    data = read_json_file(path, "regenerate it")
     if not isinstance(data, dict) or not data:
         raise DatasetFormatError(
             f"{path}: expected {{animal: {{keypoints, imgpath, bbox, train_idxs, valid_idxs}}}}; use CC-SSL's cleaned list"
         )
-    if animal != "all" and animal not in data:
-        raise DatasetFormatError(f"{path}: no animal {animal!r}; animals here: {sorted(data)}")
     samples = []
-    for name in sorted(data) if animal == "all" else [animal]:
+    for name in _selected_animals(animal, data, f"{path}: no animal {animal!r}; animals here: {sorted(data)}"):
         entry = data[name]
         paths = _first_field(entry, ("imgpath", "img_path", "image_path"), path, name)
         keypoints = _first_field(entry, ("keypoints",), path, name)
@@ -162,6 +156,16 @@ def _samples_from_list(root: Path, path: Path, animal: str, num_keypoints: int) 
                 }
             )
     return samples
+
+
+def _selected_animals(animal: str, available: Collection[str], not_found: str) -> list[str]:
+    """The animals to read: every one ``available`` (sorted) for ``"all"``, else the one named
+    (``not_found`` is the error message when it is not there)."""
+    if animal == "all":
+        return sorted(available)
+    if animal not in available:
+        raise DatasetFormatError(not_found)
+    return [animal]
 
 
 def _first_field(entry: dict, names: tuple[str, ...], path: Path | None, animal: str) -> object:
@@ -212,10 +216,9 @@ def _samples_from_renders(
             f"{root}: neither clean_data/keypoints_{num_keypoints}.json nor *{RENDER_SUFFIX} folders found; "
             f"point root at SynAnimal's data folder"
         )
-    if animal != "all" and animal not in by_animal:
-        raise DatasetFormatError(f"{root}: no {animal}{RENDER_SUFFIX} folder; animals here: {sorted(by_animal)}")
+    not_found = f"{root}: no {animal}{RENDER_SUFFIX} folder; animals here: {sorted(by_animal)}"
     samples = []
-    for name in sorted(by_animal) if animal == "all" else [animal]:
+    for name in _selected_animals(animal, by_animal, not_found):
         folder = by_animal[name]
         images = sorted(folder.glob("*img.png"))
         if not images:
@@ -283,16 +286,14 @@ def _vertex_indices(
 
 def _records(
     samples: list[dict], split: str, use_occluded: bool, image_size: tuple[int, int] | None, crop_scale: float
-) -> tuple[list[PoseRecord], list[Path]]:
+) -> RecordCollector:
     sizes: dict[str, tuple[int, int]] = {}
-    records, missing = [], []
+    collector = RecordCollector()
     for sample in samples:
         if split != "all" and sample["split"] != split:
             continue
         image = Path(sample["image"])
-        if not image.is_file():
-            missing.append(image)
-        elif image_size is None and sample["animal"] not in sizes:
+        if collector.check_image(image) and image_size is None and sample["animal"] not in sizes:
             with Image.open(image) as opened:
                 sizes[sample["animal"]] = opened.size
         width, height = image_size or sizes.get(sample["animal"], DEFAULT_RENDER_SIZE)
@@ -305,15 +306,13 @@ def _records(
         x0, y0, x1, y1 = (float(v) for v in sample["box"])
         x0, x1 = np.clip([x0, x1], 0, width)
         y0, y1 = np.clip([y0, y1], 0, height)
-        records.append(
-            PoseRecord(
-                image=image,
-                keypoints=keypoints,
-                visible=visible,
-                bbox=np.array([x0, y0, x1 - x0, y1 - y0], dtype=np.float32),
-                crop_box=square_box_around(x0, y0, x1, y1, crop_scale),
-                split=sample["split"] or "unassigned",
-                category=sample["animal"],
-            )
+        collector.add(
+            image=image,
+            keypoints=keypoints,
+            visible=visible,
+            bbox=np.array([x0, y0, x1 - x0, y1 - y0], dtype=np.float32),
+            crop_box=square_box_around(x0, y0, x1, y1, crop_scale),
+            split=sample["split"] or "unassigned",
+            category=sample["animal"],
         )
-    return records, missing
+    return collector

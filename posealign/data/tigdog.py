@@ -35,13 +35,14 @@ import numpy as np
 from PIL import Image
 
 from posealign.data.records import (
-    DatasetFormatError,
     PoseDataset,
     PoseRecord,
+    RecordCollector,
     held_out_keys,
     read_matlab_file,
     square_box_around,
 )
+from posealign.errors import DatasetFormatError
 from posealign.keypoints import ANIMAL18
 
 ANIMALS = ("horse", "tiger")
@@ -85,7 +86,7 @@ def _load_animal(
             f"extract behaviorDiscovery2.0's landmarks/{animal}"
         )
     held_out = held_out_keys([f"{animal}/{shot}" for shot, _, _ in annotated], test_fraction)
-    records, missing = [], []
+    collector = RecordCollector()
     for shot, start, end in annotated:
         is_test = f"{animal}/{shot}" in held_out
         if (split == "train" and is_test) or (split == "test" and not is_test):
@@ -100,9 +101,7 @@ def _load_animal(
         size = None
         for offset, frame in enumerate(range(start, end + 1)):
             image = root / animal / f"{frame:08d}.jpg"
-            if not image.is_file():
-                missing.append(image)
-            elif size is None:  # frames of a shot share one size
+            if collector.check_image(image) and size is None:  # frames of a shot share one size
                 with Image.open(image) as opened:
                     size = opened.size
             landmarks = frames[offset]
@@ -117,24 +116,23 @@ def _load_animal(
             keypoints = landmarks[:, :2].astype(np.float32)
             visible = (landmarks[:, 2] > 0) & (keypoints[:, 0] > 0) & (keypoints[:, 1] > 0)
             bbox, crop_box = _crop_from_visible(keypoints, visible, size, pad, crop_scale)
-            records.append(
-                PoseRecord(
-                    image=image,
-                    keypoints=keypoints,
-                    visible=visible,
-                    bbox=bbox,
-                    crop_box=crop_box,
-                    split="test" if is_test else "train",
-                    category=animal,
-                    meta={"shot": shot, "frame": frame},
-                )
+            collector.add(
+                image=image,
+                keypoints=keypoints,
+                visible=visible,
+                bbox=bbox,
+                crop_box=crop_box,
+                split="test" if is_test else "train",
+                category=animal,
+                meta={"shot": shot, "frame": frame},
             )
-    if check_images and missing:
-        raise DatasetFormatError(
+    return collector.checked_records(
+        check_images,
+        lambda missing: (
             f"{root / animal}: {len(missing)} frame(s) named by ranges.mat are missing, first {missing[0].name}; "
             f"extract behaviorDiscovery2.0's {animal} frames"
-        )
-    return records
+        ),
+    )
 
 
 def _crop_from_visible(

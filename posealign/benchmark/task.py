@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from posealign.data.synthetic_benchmark import generate_benchmark
+from posealign.benchmark.generate import generate_benchmark
 
 
 def ensure_benchmark(config: DictConfig) -> Path:
