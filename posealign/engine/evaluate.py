@@ -8,9 +8,9 @@ from torch import nn
 
 from posealign.data.pose_dataset import CroppedPoseDataset
 from posealign.engine.data import collate
-from posealign.heatmaps import crop_to_image, decode_heatmaps, render_gaussian_heatmaps
+from posealign.heatmaps import crop_to_image, decode_heatmaps
 from posealign.keypoints import KeypointSet
-from posealign.metrics.pck import PCKAccumulator
+from posealign.metrics.pck import PCKAccumulator, legacy_target_locations
 
 
 @torch.no_grad()
@@ -19,7 +19,7 @@ def evaluate(
     dataset: CroppedPoseDataset,
     keypoint_set: KeypointSet,
     sigma: float,
-    batch_size: int = 64,
+    batch_size: int = 32,  # the released --test-batch: released_batch_mean depends on it
     device: torch.device | str = "cpu",
     limit: int | None = None,
 ) -> dict:
@@ -37,8 +37,7 @@ def evaluate(
         heatmaps = heatmaps.float().cpu()
         heatmap_size = heatmaps.shape[-1]
         stride = size / heatmap_size
-        ground_truth, _ = render_gaussian_heatmaps(items["keypoints"], items["visible"], heatmap_size, sigma, stride)
-        legacy.update(heatmaps, ground_truth)
+        legacy.update(heatmaps, legacy_target_locations(items["keypoints"], items["visible"], heatmap_size, stride))
         coords, _ = decode_heatmaps(heatmaps, stride)
         records = [dataset.dataset.records[i] for i in items["index"].tolist()]
         original = torch.stack([torch.from_numpy(r.keypoints) for r in records])
