@@ -7,6 +7,7 @@ command-line overrides. The resolved config is saved as ``config.yaml`` in every
 
 from __future__ import annotations
 
+import difflib
 import os
 from importlib import resources
 from pathlib import Path
@@ -53,18 +54,83 @@ def _preset_chain(kind: str, name: str) -> DictConfig:
     return OmegaConf.merge(_preset_chain(kind, parent), node)
 
 
+# Subtrees whose keys are free: a dataset's own options, extra labeled splits to evaluate, the
+# paper's reference numbers of a task.
+_FREE_FORM = ("data.source.options", "data.target.options", "data.eval", "reference")
+
+
+def _flat_keys(node, prefix: str = "") -> dict[str, object]:
+    """Every key path of a plain container -> its value (dicts are walked, lists are leaves)."""
+    keys: dict[str, object] = {}
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        keys[path] = value
+        if isinstance(value, dict) and not path.startswith(_FREE_FORM):
+            keys.update(_flat_keys(value, path + "."))
+    return keys
+
+
+def _is_free(path: str) -> bool:
+    return any(path == free or path.startswith(free + ".") for free in _FREE_FORM if path != free)
+
+
+def _type_error(path: str, expected, given) -> str | None:
+    """Why ``given`` cannot stand where the defaults hold ``expected``; None when it can."""
+    if expected is None or given is None or (isinstance(given, str) and "${" in given):
+        return None  # unset by default, or an interpolation resolved later
+    checks = (
+        (bool, lambda v: isinstance(v, bool), "true or false"),
+        (int, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+        (float, lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
+        (list, lambda v: isinstance(v, list), "a list like [1, 2]"),
+        (dict, lambda v: isinstance(v, dict), "a mapping like {key: value}"),
+    )
+    for kind, accepts, wording in checks:
+        if isinstance(expected, kind):
+            return None if accepts(given) else f"config key {path!r} must be {wording}, got {given!r}"
+    return None
+
+
+def check_layer(layer: DictConfig, known: DictConfig, origin: str) -> None:
+    """Every key of ``layer`` must exist in ``known`` with a value of the same kind.
+
+    A mistyped key would otherwise train silently with the default (``mean_teacher.momentun=0.5``);
+    the one-line error names the key, the closest known one and where every key is listed.
+    """
+    known_keys = _flat_keys(OmegaConf.to_container(known, resolve=False))
+    for path, value in _flat_keys(OmegaConf.to_container(layer, resolve=False)).items():
+        if path in known_keys:
+            problem = _type_error(path, known_keys[path], value)
+            if problem:
+                raise UserError(f"{origin}: {problem}")
+        elif not _is_free(path):
+            close = difflib.get_close_matches(path, list(known_keys), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(
+                f"{origin}: unknown config key {path!r}{hint}; every key is listed in posealign/configs/default.yaml"
+            )
+
+
 def load_config(preset: str = "source_only", task: str | None = None, overrides: list[str] | None = None) -> DictConfig:
-    """The resolved configuration for a method preset on a task, with ``key=value`` overrides."""
-    layers = [OmegaConf.load(str(CONFIG_ROOT / "default.yaml")), _preset_chain("presets", preset)]
+    """The resolved configuration for a method preset on a task, with ``key=value`` overrides.
+
+    Method presets and overrides may only set keys that exist (in the defaults, or added by the
+    task, which may declare its own ``data`` keys such as its roots); values keep the defaults' kind.
+    """
+    config = OmegaConf.load(str(CONFIG_ROOT / "default.yaml"))
+    method = _preset_chain("presets", preset)
+    check_layer(method, config, f"preset {preset!r}")
+    config = OmegaConf.merge(config, method)
     if task:
-        layers.append(_preset_chain("tasks", task))
+        config = OmegaConf.merge(config, _preset_chain("tasks", task))
     for item in overrides or []:
         if "=" not in item:
             raise UserError(f"override {item!r} is not key=value (e.g. train.batch_size=16)")
-    layers.append(OmegaConf.from_dotlist(list(overrides or [])))
-    config = OmegaConf.merge(*layers)
-    if config.get("run") is not None and config.run.get("amp") is False:
-        config.run.amp = "off"  # YAML 1.1 reads an unquoted `run.amp=off` as the boolean false
+    command_line = OmegaConf.from_dotlist(list(overrides or []))
+    if command_line.get("run") is not None and command_line.run.get("amp") is False:
+        command_line.run.amp = "off"  # YAML 1.1 reads an unquoted `run.amp=off` as the boolean false
+    check_layer(command_line, config, "command line")
+    config = OmegaConf.merge(config, command_line)
     config.preset = preset
     if config.data.get("benchmark_root"):
         # `${run.out}/../benchmark` names a folder beside the run; collapse the `..` now, before the

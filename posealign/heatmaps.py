@@ -92,15 +92,33 @@ def _argmax_xy(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
 
 
 def gaussian_at_argmax(heatmaps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """A unit-peak Gaussian (sigma in heatmap pixels) at each map's integer argmax; shape preserved.
+    """The released code's teacher rectification ``N(T(.))`` (``rectify`` in its utils.py); shape kept.
 
-    The released code's teacher rectification ``N(T(.))`` (METHOD.md, "release" preset).
-    heatmaps: (..., H, W). Every map gets a Gaussian, also an all-zero one (at its argmax, pixel 0).
+    Each map (..., H, W) becomes a unit-peak Gaussian (sigma in heatmap pixels) at its integer argmax,
+    cut to the window of columns ``[int(x - 3 sigma), int(x + 3 sigma + 1))`` (rows likewise), zero
+    outside it, with values ``exp(-((j - u - c)^2 + (i - v - c)^2) / (2 sigma^2))``, ``(u, v)`` the
+    window's corner and ``c = floor((6 sigma + 1) / 2)`` (= the argmax for integer sigma). A map whose
+    maximum is <= 0 puts its Gaussian at pixel (0, 0) (``get_max_preds_torch`` masks it there).
     """
     height, width = heatmaps.shape[-2:]
-    x, y, _ = _argmax_xy(heatmaps.detach())
-    centres = torch.stack((x, y), dim=-1).to(heatmaps.dtype if heatmaps.is_floating_point() else torch.float32)
-    return _gaussian_maps(centres, height, width, sigma)
+    x, y, maxval = _argmax_xy(heatmaps.detach())
+    positive = maxval > 0
+    x, y = torch.where(positive, x, torch.zeros_like(x)), torch.where(positive, y, torch.zeros_like(y))
+    dtype = heatmaps.dtype if heatmaps.is_floating_point() else torch.float32
+    radius = 3.0 * sigma
+    centre_offset = float(int((2.0 * radius + 1.0) // 2))
+
+    def axis(position: torch.Tensor, length: int) -> torch.Tensor:
+        # int() of the released code truncates; positions are >= 0, so floor is the same.
+        first = torch.floor(position.to(torch.float64) - radius)
+        stop = torch.floor(position.to(torch.float64) + radius + 1.0)
+        grid = torch.arange(length, device=heatmaps.device, dtype=torch.float64)
+        offset = grid - (first[..., None] + centre_offset)
+        inside = (grid >= first[..., None]) & (grid < stop[..., None])
+        return torch.where(inside, torch.exp(-(offset**2) / (2.0 * sigma**2)), torch.zeros_like(offset))
+
+    # exp(-(a + b)) = exp(-a) exp(-b): the 2-D window is the outer product of the two 1-D ones.
+    return (axis(y, height)[..., :, None] * axis(x, width)[..., None, :]).to(dtype)
 
 
 def decode_heatmaps(

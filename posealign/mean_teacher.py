@@ -47,7 +47,8 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float, bn_mode:
 
 def teacher_pseudo_labels(heatmaps: torch.Tensor, mode: str, sigma: float) -> torch.Tensor:
     """N(T(x)): the paper's normalised heatmap (unit peak, negatives cut) or the released code's
-    rectification (a unit-peak Gaussian of the target sigma at the argmax). (B, K, H, W) -> same."""
+    ``rectify`` (a unit-peak Gaussian of the target sigma at the argmax, cut to its (6 sigma + 1)^2
+    window; a map whose maximum is <= 0 puts it at pixel (0, 0)). (B, K, H, W) -> same."""
     if mode == "normalize":
         positive = heatmaps.clamp(min=0)
         return positive / positive.amax(dim=(2, 3), keepdim=True).clamp(min=1e-6)
@@ -59,13 +60,14 @@ def teacher_pseudo_labels(heatmaps: torch.Tensor, mode: str, sigma: float) -> to
 def confidence_gate(peaks: torch.Tensor, mode: str, quantile: float = 0.5, random_range=(0.3, 0.7)) -> torch.Tensor:
     """Which keypoints (b, k) enter the consistency loss, from the teacher's peak activations (B, K).
 
-    ``quantile`` (released): peaks strictly above the batch's quantile (kthvalue over all B*K
-    peaks), i.e. exactly the top half at 0.5 when peaks are distinct (``>=`` would keep one more).
+    ``quantile`` (released): peaks strictly above the k-th smallest of all B*K peaks with
+    ``k = int(quantile * B * K)`` (``torch.kthvalue`` as train_human.py calls it), i.e. the top half at
+    0.5 when B*K is even and the peaks distinct.
     ``random`` (paper): a threshold drawn each step, U(lo, hi).
     """
     if mode == "quantile":
         flat = peaks.flatten()
-        k = max(1, int(round(quantile * flat.numel())))
+        k = max(1, int(quantile * flat.numel()))
         threshold = flat.kthvalue(k).values
         return peaks > threshold
     if mode == "random":
@@ -84,10 +86,13 @@ def occlude_keypoints(
     half_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """O: for each image, with ``probability``, if some keypoint's teacher peak >= ``min_peak``, pick
-    one of those at random and paste over the square of ``half_size`` around it a same-size patch
-    taken at a random place of the same image. Batched: one gather for the whole batch.
+    one of those at random and paste over the square around it a same-size patch taken at a random
+    place of the same image. Batched: one gather for the whole batch.
 
-    images (B, C, S, S); keypoints (B, K, 2) in this view's pixels; peaks (B, K).
+    The square is the released code's: rows and columns ``[c - half_size, c + half_size)`` (20 x 20 at
+    half_size 10), cut at the image border; the patch has the cut square's size and lies wholly inside
+    the image, its corner uniform over the places it fits (``np.random.randint(S - w + 1)``).
+    images (B, C, S, S); keypoints (B, K, 2) in this view's pixels (integer part taken); peaks (B, K).
     Returns (occluded images, chosen keypoint index per image or -1).
     """
     batch, channels, size, _ = images.shape
@@ -97,15 +102,22 @@ def occlude_keypoints(
     scores = torch.rand(peaks.shape, device=device).masked_fill(~eligible, -1.0)
     chosen = scores.argmax(dim=1)
     apply = eligible.any(dim=1) & (torch.rand(batch, device=device) < probability)
-    centre = keypoints[torch.arange(batch, device=device), chosen].round().long()  # (B, 2) x, y
-    source = torch.randint(half_size, max(size - half_size, half_size + 1), (batch, 2), device=device)
+    centre = keypoints[torch.arange(batch, device=device), chosen].floor().long()  # (B, 2) x, y
+    low = (centre - half_size).clamp(0, size)  # (B, 2) first row/column of the square
+    high = (centre + half_size).clamp(0, size)  # (B, 2) one past the last
+    extent = high - low
+    corner = (torch.rand(batch, 2, device=device) * (size - extent + 1)).floor().long()  # patch's first x, y
 
     coords = torch.arange(size, device=device)
-    dx = coords.view(1, 1, size) - centre[:, 0].view(batch, 1, 1)  # (B, 1, S) offset from the square
-    dy = coords.view(1, size, 1) - centre[:, 1].view(batch, 1, 1)  # (B, S, 1)
-    inside = (dx.abs() <= half_size) & (dy.abs() <= half_size) & apply.view(batch, 1, 1)
-    source_x = (source[:, 0].view(batch, 1, 1) + dx).clamp(0, size - 1)
-    source_y = (source[:, 1].view(batch, 1, 1) + dy).clamp(0, size - 1)
+    x = coords.view(1, 1, size)
+    y = coords.view(1, size, 1)
+    inside = (
+        (x >= low[:, 0].view(batch, 1, 1)) & (x < high[:, 0].view(batch, 1, 1))
+        & (y >= low[:, 1].view(batch, 1, 1)) & (y < high[:, 1].view(batch, 1, 1))
+        & apply.view(batch, 1, 1)
+    )  # fmt: skip
+    source_x = (x - low[:, 0].view(batch, 1, 1) + corner[:, 0].view(batch, 1, 1)).clamp(0, size - 1)
+    source_y = (y - low[:, 1].view(batch, 1, 1) + corner[:, 1].view(batch, 1, 1)).clamp(0, size - 1)
     flat_index = (source_y * size + source_x).view(batch, 1, size * size).expand(batch, channels, size * size)
     patches = images.flatten(2).gather(2, flat_index).view_as(images)
     occluded = torch.where(inside.unsqueeze(1), patches, images)

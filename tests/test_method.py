@@ -251,31 +251,6 @@ def _coded_images(batch: int, size: int) -> torch.Tensor:
     return codes.repeat(batch, 1, 1, 1) + 1000.0 * torch.arange(batch).view(batch, 1, 1, 1)
 
 
-def test_occlusion_pastes_a_same_image_patch_over_the_chosen_keypoint_only():
-    torch.manual_seed(3)
-    batch, size, half = 16, 24, 2
-    images = _coded_images(batch, size)
-    keypoints = torch.tensor([[3.0, 4.0], [12.0, 11.0], [20.0, 22.0]]).repeat(batch, 1, 1)
-    keypoints[1::2, 1] = torch.tensor([0.0, 23.0])  # a square clipped by the corner
-    peaks = torch.tensor([0.1, 0.95, 0.3]).repeat(batch, 1)  # only keypoint 1 is confident
-    occluded, chosen = occlude_keypoints(images, keypoints, peaks, probability=1.0, min_peak=0.9, half_size=half)
-    assert torch.equal(chosen, torch.ones(batch, dtype=torch.long))
-
-    for b in range(batch):
-        cx, cy = keypoints[b, 1].long().tolist()
-        square = torch.zeros(size, size, dtype=torch.bool)
-        square[max(cy - half, 0) : cy + half + 1, max(cx - half, 0) : cx + half + 1] = True
-        assert torch.equal(occluded[b][:, ~square], images[b][:, ~square])
-        # Inside: one constant offset into the same image, the source square wholly inside it.
-        ys, xs = square.nonzero(as_tuple=True)
-        code = occluded[b, 0, ys[0], xs[0]] - 1000.0 * b
-        assert 0 <= code < size * size  # channel 0 of image b
-        oy, ox = int(code) // size - int(ys[0]), int(code) % size - int(xs[0])
-        assert 0 <= cy + oy - half and cy + oy + half <= size - 1
-        assert 0 <= cx + ox - half and cx + ox + half <= size - 1
-        torch.testing.assert_close(occluded[b][:, ys, xs], images[b][:, ys + oy, xs + ox], rtol=0, atol=0)
-
-
 def test_occlusion_picks_only_confident_keypoints_at_random():
     torch.manual_seed(4)
     batch, size = 200, 16
@@ -364,19 +339,6 @@ def test_normalized_pseudo_labels_have_unit_peak_and_keep_the_argmax():
     assert (labels >= 0).all()
     torch.testing.assert_close(labels.amax(dim=(2, 3)), torch.ones(3, 4))
     assert torch.equal(_argmax_xy(labels), _argmax_xy(heatmaps))
-
-
-def test_gaussian_pseudo_labels_are_unit_gaussians_at_the_argmax():
-    torch.manual_seed(11)
-    sigma = 1.5
-    heatmaps = torch.rand(2, 3, 10, 12)
-    labels = teacher_pseudo_labels(heatmaps, "gaussian", sigma=sigma)
-    centre = _argmax_xy(heatmaps)
-    assert torch.equal(_argmax_xy(labels), centre)
-    torch.testing.assert_close(labels.amax(dim=(2, 3)), torch.ones(2, 3))
-    ys, xs = torch.meshgrid(torch.arange(10.0), torch.arange(12.0), indexing="ij")
-    distance2 = (xs - centre[..., 0, None, None]) ** 2 + (ys - centre[..., 1, None, None]) ** 2
-    torch.testing.assert_close(labels, torch.exp(-distance2 / (2 * sigma**2)))
 
 
 def test_unknown_pseudo_label_mode_is_rejected():

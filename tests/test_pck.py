@@ -114,14 +114,17 @@ def test_accumulator_batching_does_not_change_numbers():
 
 
 def test_released_batch_mean_by_hand():
-    # batches [0,1] and [2]: A = (2 * 1 + 1 * 0) / 3; All = (2 * (1 + 1 + 0.5) / 3 + 1 * (0 + 0 + 1) / 3) / 3
+    # DAML's validate(): per keypoint, batch accuracies averaged with weight = batch size, skipping a
+    # batch without a valid sample of the keypoint; a group is the plain mean of its keypoints.
+    # Batches [0, 1] and [2]: a_left (2 * 1 + 1 * 0) / 3, a_right (2 * 1 + 1 * 0) / 3 (sample 1
+    # invisible), b (2 * 0.5 + 1 * 1) / 3: each 2/3.
     out = _accumulate([(0, 2), (2, 3)]).compute()["released_batch_mean"]
     assert out["A"] == pytest.approx(100 * 2 / 3)
-    assert out["All"] == pytest.approx(100 * (2 * 2.5 / 3 + 1 / 3) / 3)
-    # one sample per batch: a_right has no valid sample in batch 1 and enters group A as -1
+    assert out["All"] == pytest.approx(100 * 2 / 3)
+    # One sample per batch: a_right skips batch 1, (1 + 0) / 2; a_left and b (1 + 1 + 0) / 3.
     out = _accumulate([(0, 1), (1, 2), (2, 3)]).compute()["released_batch_mean"]
-    assert out["A"] == pytest.approx(100 * (1 + 0 + 0) / 3)
-    assert out["All"] == pytest.approx(100 * (1 + 0 + 1 / 3) / 3)
+    assert out["A"] == pytest.approx(100 * (2 / 3 + 1 / 2) / 2)
+    assert out["All"] == pytest.approx(100 * (2 / 3 + 1 / 2 + 2 / 3) / 3)
 
 
 def test_bbox_pck_by_hand():

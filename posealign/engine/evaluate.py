@@ -8,10 +8,10 @@ from torch import nn
 
 from posealign.data.pose_dataset import CroppedPoseDataset
 from posealign.engine.data import collate
-from posealign.heatmaps import crop_to_image, render_gaussian_heatmaps
+from posealign.heatmaps import crop_to_image
 from posealign.inference import run_on_crops
 from posealign.keypoints import KeypointSet
-from posealign.metrics.pck import PCKAccumulator
+from posealign.metrics.pck import PCKAccumulator, legacy_target_locations
 
 
 @torch.no_grad()
@@ -20,7 +20,7 @@ def evaluate(
     dataset: CroppedPoseDataset,
     keypoint_set: KeypointSet,
     sigma: float,
-    batch_size: int = 64,
+    batch_size: int = 32,  # the released --test-batch: released_batch_mean depends on it
     device: torch.device | str = "cpu",
     limit: int | None = None,
 ) -> dict:
@@ -33,10 +33,9 @@ def evaluate(
         items = collate([dataset[i] for i in range(start, min(start + batch_size, total))])
         heatmaps, coords, _ = run_on_crops(model, items["image"], device)
         heatmap_size = heatmaps.shape[-1]
-        ground_truth, _ = render_gaussian_heatmaps(
-            items["keypoints"], items["visible"], heatmap_size, sigma, size / heatmap_size
+        legacy.update(
+            heatmaps, legacy_target_locations(items["keypoints"], items["visible"], heatmap_size, size / heatmap_size)
         )
-        legacy.update(heatmaps, ground_truth)
         records = [dataset.dataset.records[i] for i in items["index"].tolist()]
         original = torch.stack([torch.from_numpy(r.keypoints) for r in records])
         visible = torch.stack([torch.from_numpy(r.visible) for r in records])

@@ -7,6 +7,9 @@ DAML). It reproduces the Transfer-Learning-Library's ``tllib/utils/metric/keypoi
 
 * both the prediction and the target are decoded by the integer argmax of the heatmap (no
   quarter-pixel refinement); a map whose maximum is <= 0 decodes to ``(0, 0)`` (``get_max_preds``);
+  the target heatmap is the released ``generate_target``'s, whose argmax is the keypoint rounded half
+  up to the grid, ``int(x / stride + 0.5)`` (:func:`legacy_target_locations` computes it directly:
+  decoding posealign's sub-pixel training targets instead would round exact halves down);
 * ``norm = np.ones((B, 2)) * np.array([h, w]) / 10`` is applied to ``(x, y)``, so x is divided by
   ``H / 10`` and y by ``W / 10`` (the code pairs x with h; the same thing on the square 64x64 grid);
 * a keypoint counts only when its target argmax has ``x > 1 and y > 1`` (else distance -1): all-zero
@@ -25,10 +28,12 @@ ignored.
 Aggregation (:class:`PCKAccumulator`): hits and valid samples are summed per keypoint over the whole
 evaluation set, so batch order and batch size do not change the numbers. A group is the mean of its
 keypoints' accuracies and "All" the mean over ``keypoint_set.all_group``; both skip keypoints that
-never had a valid sample (as ``accuracy``'s ``avg_acc`` and mmpose's average do). The released
-training scripts instead average per-batch group accuracies weighted by batch size (and a keypoint
-with no valid sample in a batch enters its group's sum as -1); that number is also returned, as
-``released_batch_mean``, for the legacy kind.
+never had a valid sample (as ``accuracy``'s ``avg_acc`` and mmpose's average do). DAML's released
+``validate`` aggregates otherwise, and that number is also returned, as ``released_batch_mean``, for
+the legacy kind: per keypoint, a running mean of the per-batch accuracies weighted by batch size,
+skipping the batches where the keypoint has no valid sample (``AverageMeterList(ignore_val=-1)`` in
+its lib/meter.py; a keypoint never valid stays at 0), then a group is the plain mean of its
+keypoints (``group_accuracy``). It depends on how the set is cut into batches (32 in the release).
 """
 
 from __future__ import annotations
@@ -104,20 +109,39 @@ def _legacy_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
     return coords * (maxval > 0).unsqueeze(-1).double()
 
 
-def pck_legacy(pred_heatmaps: torch.Tensor, gt_heatmaps: torch.Tensor, threshold: float = 0.05) -> PCKResult:
+def legacy_target_locations(
+    keypoints: torch.Tensor, visible: torch.Tensor, heatmap_size: int, stride: float
+) -> torch.Tensor:
+    """Where the released ``generate_target`` puts each ground-truth peak: (B, K, 2) float64 x, y.
+
+    ``mu = int(keypoint / stride + 0.5)`` per axis (rounding half up); an invisible keypoint, or one
+    whose ``mu`` falls outside ``[0, heatmap_size)``, has an all-zero target map and decodes to
+    (0, 0). keypoints: (B, K, 2) input pixels; visible: (B, K).
+    The released ``int()`` truncates toward zero, so a keypoint 0.5-1.5 heatmap pixels off the left
+    or top edge lands on pixel 0 there; floor here drops it. Legacy PCK excludes x <= 1 anyway.
+    """
+    mu = torch.floor(torch.as_tensor(keypoints).double() / stride + 0.5)
+    inside = ((mu >= 0) & (mu < heatmap_size)).all(dim=-1) & torch.as_tensor(visible).to(torch.bool)
+    return mu * inside.unsqueeze(-1).double()
+
+
+def pck_legacy(pred_heatmaps: torch.Tensor, gt: torch.Tensor, threshold: float = 0.05) -> PCKResult:
     """Legacy PCK of one batch (see the module docstring for the exact semantics and source).
 
-    pred_heatmaps, gt_heatmaps: (B, K, H, W). threshold: a fraction of the heatmap side (0.05 -> the
-    legacy ``thr=0.5`` in units of side / 10, 3.2 heatmap px = 12.8 input px at 64 / 256).
+    pred_heatmaps: (B, K, H, W). gt: the target heatmaps (B, K, H, W), decoded by argmax as the
+    released ``accuracy`` does, or their peaks (B, K, 2) from :func:`legacy_target_locations`.
+    threshold: a fraction of the heatmap side (0.05 -> the legacy ``thr=0.5`` in units of side / 10,
+    3.2 heatmap px = 12.8 input px at 64 / 256).
     """
     pred_heatmaps = torch.as_tensor(pred_heatmaps)
-    gt_heatmaps = torch.as_tensor(gt_heatmaps)
-    if pred_heatmaps.shape != gt_heatmaps.shape or pred_heatmaps.dim() != 4:
-        raise ValueError(f"expected two (B, K, H, W) heatmaps of one shape, got {tuple(pred_heatmaps.shape)} "
-                         f"and {tuple(gt_heatmaps.shape)}")  # fmt: skip
-    height, width = gt_heatmaps.shape[-2:]
+    gt = torch.as_tensor(gt)
+    expected = (*pred_heatmaps.shape[:2], 2) if gt.dim() == 3 else tuple(pred_heatmaps.shape)
+    if pred_heatmaps.dim() != 4 or tuple(gt.shape) != expected:
+        raise ValueError(f"expected (B, K, H, W) heatmaps and targets of shape {expected}, got "
+                         f"{tuple(pred_heatmaps.shape)} and {tuple(gt.shape)}")  # fmt: skip
+    height, width = pred_heatmaps.shape[-2:]
     pred = _legacy_argmax(pred_heatmaps.detach())
-    gt = _legacy_argmax(gt_heatmaps.detach())
+    gt = gt.detach().double().to(pred.device) if gt.dim() == 3 else _legacy_argmax(gt.detach())
     # As calc_dists: x / (h / 10), y / (w / 10), normalising each point before the difference.
     norm = torch.tensor([height / 10, width / 10], dtype=torch.float64, device=pred.device)
     diff = pred / norm - gt / norm
@@ -221,18 +245,18 @@ class PCKAccumulator:
         thr = _threshold_in_units(threshold, self.kind)
         hits = torch.zeros(k, dtype=torch.long)
         valid = torch.zeros(k, dtype=torch.long)
-        released = {name: 0.0 for name in self._group_items()}
+        # DAML's validate(): per keypoint a batch-size-weighted running mean of per-batch accuracies,
+        # skipping batches without a valid sample of that keypoint.
+        released_sum = torch.zeros(k, dtype=torch.float64)
+        released_count = torch.zeros(k, dtype=torch.float64)
         for dist, ok in zip(self._distances, self._valid, strict=True):
             batch_hits = (ok & (dist < thr)).sum(0)
             batch_valid = ok.sum(0)
             hits += batch_hits
             valid += batch_valid
-            if self.kind == "legacy":
-                # The released validate(): dist_acc per keypoint (-1 if none valid), group = plain
-                # mean of its keypoints, averaged over batches weighted by batch size.
-                acc = torch.where(batch_valid > 0, batch_hits.double() / batch_valid.clamp(min=1), -1.0)
-                for name, idx in self._group_items().items():
-                    released[name] += float(acc[list(idx)].sum()) / len(idx) * dist.shape[0]
+            present = batch_valid > 0
+            released_sum += torch.where(present, batch_hits.double() / batch_valid.clamp(min=1), 0.0) * dist.shape[0]
+            released_count += present.double() * dist.shape[0]
         per_keypoint = [100.0 * int(h) / int(v) if v > 0 else None for h, v in zip(hits, valid, strict=True)]
         groups = {name: _mean_or_none([per_keypoint[i] for i in idx]) for name, idx in self.keypoint_set.groups.items()}
         result = {
@@ -248,8 +272,10 @@ class PCKAccumulator:
             },
         }
         if self.kind == "legacy":
-            n = self.num_samples
-            result["released_batch_mean"] = {name: (100.0 * s / n if n else None) for name, s in released.items()}
+            released = 100.0 * released_sum / released_count.clamp(min=1.0)  # a keypoint never valid stays 0
+            result["released_batch_mean"] = {
+                name: float(released[list(idx)].mean()) for name, idx in self._group_items().items()
+            }
         return result
 
     def curve(self, thresholds: tuple[float, ...] | list[float] = DEFAULT_CURVE_THRESHOLDS) -> dict:
