@@ -81,14 +81,16 @@ def render_gaussian_heatmaps(
     return heatmaps, weights
 
 
-def _argmax_xy(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Integer argmax of each map: (..., H, W) -> x, y as long (...,) and the max value (...,).
+def heatmap_argmax(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The integer argmax of each map and the value there: (..., H, W) -> xy (..., 2) long, peak (...).
 
-    Ties go to the first index in row-major order (as ``np.argmax``).
+    posealign's one argmax decoding: the teacher's gate and occlusion sites, :func:`decode_heatmaps`,
+    the released pseudo-labels and legacy PCK all read it. Ties go to the first pixel in row-major
+    order (as ``np.argmax`` in the legacy ``get_max_preds``).
     """
     width = heatmaps.shape[-1]
-    maxval, index = heatmaps.flatten(-2).max(dim=-1)
-    return index % width, torch.div(index, width, rounding_mode="floor"), maxval
+    peak, index = heatmaps.flatten(-2).max(dim=-1)
+    return torch.stack((index % width, torch.div(index, width, rounding_mode="floor")), dim=-1), peak
 
 
 def gaussian_at_argmax(heatmaps: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -98,8 +100,8 @@ def gaussian_at_argmax(heatmaps: torch.Tensor, sigma: float) -> torch.Tensor:
     heatmaps: (..., H, W). Every map gets a Gaussian, also an all-zero one (at its argmax, pixel 0).
     """
     height, width = heatmaps.shape[-2:]
-    x, y, _ = _argmax_xy(heatmaps.detach())
-    centres = torch.stack((x, y), dim=-1).to(heatmaps.dtype if heatmaps.is_floating_point() else torch.float32)
+    xy, _ = heatmap_argmax(heatmaps.detach())
+    centres = xy.to(heatmaps.dtype if heatmaps.is_floating_point() else torch.float32)
     return _gaussian_maps(centres, height, width, sigma)
 
 
@@ -118,8 +120,9 @@ def decode_heatmaps(
     Maps whose maximum is <= 0 keep their argmax (pixel 0 for an all-zero map); read ``confidence``.
     """
     height, width = heatmaps.shape[-2:]
-    x, y, confidence = _argmax_xy(heatmaps)
-    coords = torch.stack((x, y), dim=-1).to(heatmaps.dtype if heatmaps.is_floating_point() else torch.float32)
+    xy, confidence = heatmap_argmax(heatmaps)
+    x, y = xy.unbind(-1)
+    coords = xy.to(heatmaps.dtype if heatmaps.is_floating_point() else torch.float32)
     if refine:
         flat = heatmaps.flatten(-2)
 
