@@ -6,12 +6,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from posealign.data.batch import Batch
 from posealign.data.pose_dataset import CroppedPoseDataset, check_keypoint_count
 from posealign.data.records import DatasetFormatError
 from posealign.data.registry import load_dataset
 from posealign.errors import UserError
 from posealign.keypoints import KeypointSet, get_keypoint_set
-from posealign.multilevel_alignment import Batch
 
 
 def build_dataset(spec: DictConfig, config: DictConfig, role: str) -> CroppedPoseDataset:
