@@ -228,7 +228,9 @@ class MultiLevelAlignment(nn.Module):
                 )
         if pose.enabled:
             with _region("losses"):
-                losses["loss_im"] = information_maximization_loss(student_common, pose.variant, float(pose.gate_threshold))
+                losses["loss_im"] = information_maximization_loss(
+                    student_common, pose.variant, float(pose.gate_threshold)
+                )
         with _region("losses"):
             total = _weighted_sum(losses, self.loss_weights())
             self._check_finite(losses, step)
