@@ -69,36 +69,19 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
     torch.manual_seed(int(config.run.seed) + context.rank)
     step = maybe_resume(training, resume, log)
     cache_file = stage1_cache_file(config)
-    pretrain_steps, total_steps = _schedule(config)
-    if cache_file is not None and step == 0 and pretrain_steps > 0 and cache_file.is_file():
-        reuse_stage1(training, cache_file)
-        step = pretrain_steps
-        _say(context, f"reusing stage 1 from {cache_file}")
-    batch_size = int(config.train.batch_size)
-    _say(
-        context,
-        f"{config.method}: {total_steps} steps ({pretrain_steps} pretrain + {total_steps - pretrain_steps} adapt), "
-        f"batch {batch_size} x {context.world_size} rank(s) = {batch_size * context.world_size} per domain, "
-        f"lr {config.optim.lr}, device {context.device}",
-    )
+    step = maybe_reuse_stage1(training, cache_file, step)
+    _announce(config, context)
 
+    pretrain_steps, total_steps = _schedule(config)
     training.method.set_train_mode()
     started = time.time()
-    progress = tqdm(
-        total=total_steps,
-        initial=step,
-        disable=not (config.run.progress and context.is_main),
-        dynamic_ncols=True,
-        desc=str(config.method),
-    )
-    with StopSignal() as stop:
+    with StopSignal() as stop, _progress_bar(config, context, step) as progress:
         step = run_steps(training, "pretrain", step, pretrain_steps, data, log, progress, stop)
         if adapts(config):
             if step == pretrain_steps:  # stage 2 begins here (not when resuming inside it)
                 keep_stage1(training, cache_file, step)
                 training.method.start_adaptation()
             step = run_steps(training, "adapt", step, total_steps, data, log, progress, stop)
-    progress.close()
     if not adapts(config):
         keep_stage1(training, cache_file, step)
     elapsed = time.time() - started
@@ -173,6 +156,16 @@ def maybe_resume(training: TrainingState, resume: str | None, log: MetricsLog) -
     return step
 
 
+def maybe_reuse_stage1(training: TrainingState, cache_file: Path | None, step: int) -> int:
+    """A fresh run whose stage 1 is in the cache starts at stage 2; otherwise ``step`` is unchanged."""
+    pretrain_steps, _ = _schedule(training.config)
+    if cache_file is None or step != 0 or pretrain_steps == 0 or not cache_file.is_file():
+        return step
+    reuse_stage1(training, cache_file)
+    _say(training.context, f"reusing stage 1 from {cache_file}")
+    return pretrain_steps
+
+
 def run_steps(
     training: TrainingState,
     stage: str,
@@ -202,7 +195,6 @@ def run_steps(
             _quick_evaluation(training, data, log, step)
         if stop.requested(context):
             training.save(step)
-            progress.close()
             raise TrainingInterrupted(
                 f"stopped by signal {stop.received} at step {step}; checkpoint saved, continue with --resume auto"
             )
@@ -297,6 +289,29 @@ def _quick_evaluation(training: TrainingState, data: RunData, log: MetricsLog, s
 
 def _pck_record(result: dict) -> dict:
     return {"pck": result["pck"], **{f"pck_{g}": v for g, v in result["groups"].items()}}
+
+
+def _announce(config: DictConfig, context: DistributedContext) -> None:
+    """The schedule and the effective batch, up front."""
+    pretrain_steps, total_steps = _schedule(config)
+    batch_size = int(config.train.batch_size)
+    _say(
+        context,
+        f"{config.method}: {total_steps} steps ({pretrain_steps} pretrain + {total_steps - pretrain_steps} adapt), "
+        f"batch {batch_size} x {context.world_size} rank(s) = {batch_size * context.world_size} per domain, "
+        f"lr {config.optim.lr}, device {context.device}",
+    )
+
+
+def _progress_bar(config: DictConfig, context: DistributedContext, step: int) -> tqdm:
+    _, total_steps = _schedule(config)
+    return tqdm(
+        total=total_steps,
+        initial=step,
+        disable=not (config.run.progress and context.is_main),
+        dynamic_ncols=True,
+        desc=str(config.method),
+    )
 
 
 def _schedule(config: DictConfig) -> tuple[int, int]:
