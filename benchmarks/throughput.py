@@ -15,7 +15,8 @@ import time
 import torch
 
 from posealign.config import load_config
-from posealign.multilevel_alignment import Batch, MultiLevelAlignment
+from posealign.data.batch import Batch
+from posealign.multilevel_alignment import MultiLevelAlignment
 
 MODELS = {
     "demo": ("benchmark", []),

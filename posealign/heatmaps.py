@@ -81,14 +81,16 @@ def render_gaussian_heatmaps(
     return heatmaps, weights
 
 
-def _argmax_xy(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Integer argmax of each map: (..., H, W) -> x, y as long (...,) and the max value (...,).
+def heatmap_argmax(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The integer argmax of each map and the value there: (..., H, W) -> xy (..., 2) long, peak (...).
 
-    Ties go to the first index in row-major order (as ``np.argmax``).
+    posealign's one argmax decoding: the teacher's gate and occlusion sites, :func:`decode_heatmaps`,
+    the released pseudo-labels and legacy PCK all read it. Ties go to the first pixel in row-major
+    order (as ``np.argmax`` in the legacy ``get_max_preds``).
     """
     width = heatmaps.shape[-1]
-    maxval, index = heatmaps.flatten(-2).max(dim=-1)
-    return index % width, torch.div(index, width, rounding_mode="floor"), maxval
+    peak, index = heatmaps.flatten(-2).max(dim=-1)
+    return torch.stack((index % width, torch.div(index, width, rounding_mode="floor")), dim=-1), peak
 
 
 def gaussian_at_argmax(heatmaps: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -101,9 +103,9 @@ def gaussian_at_argmax(heatmaps: torch.Tensor, sigma: float) -> torch.Tensor:
     maximum is <= 0 puts its Gaussian at pixel (0, 0) (``get_max_preds_torch`` masks it there).
     """
     height, width = heatmaps.shape[-2:]
-    x, y, maxval = _argmax_xy(heatmaps.detach())
-    positive = maxval > 0
-    x, y = torch.where(positive, x, torch.zeros_like(x)), torch.where(positive, y, torch.zeros_like(y))
+    xy, peak = heatmap_argmax(heatmaps.detach())
+    xy = xy * (peak > 0).unsqueeze(-1)
+    x, y = xy[..., 0], xy[..., 1]
     dtype = heatmaps.dtype if heatmaps.is_floating_point() else torch.float32
     radius = 3.0 * sigma
     centre_offset = float(int((2.0 * radius + 1.0) // 2))
@@ -136,8 +138,9 @@ def decode_heatmaps(
     Maps whose maximum is <= 0 keep their argmax (pixel 0 for an all-zero map); read ``confidence``.
     """
     height, width = heatmaps.shape[-2:]
-    x, y, confidence = _argmax_xy(heatmaps)
-    coords = torch.stack((x, y), dim=-1).to(heatmaps.dtype if heatmaps.is_floating_point() else torch.float32)
+    xy, confidence = heatmap_argmax(heatmaps)
+    x, y = xy.unbind(-1)
+    coords = xy.to(heatmaps.dtype if heatmaps.is_floating_point() else torch.float32)
     if refine:
         flat = heatmaps.flatten(-2)
 

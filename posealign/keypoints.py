@@ -33,13 +33,6 @@ class KeypointSet:
     def num_keypoints(self) -> int:
         return len(self.names)
 
-    def flip_permutation(self) -> list[int]:
-        """Index map that swaps left and right keypoints (used by horizontal flips)."""
-        perm = list(range(self.num_keypoints))
-        for i, j in self.flip_pairs:
-            perm[i], perm[j] = j, i
-        return perm
-
     def to_coco_category(self, category_id: int = 1) -> dict:
         """The COCO ``categories`` entry for this set (1-based skeleton, as COCO writes it)."""
         return {

@@ -13,15 +13,18 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.profiler import record_function
 
-from posealign.alignment.feature_level import DomainDiscriminator, adversarial_loss, grl_coefficient
+from posealign.alignment.feature_level import DomainDiscriminator, grl_coefficient
 from posealign.alignment.image_level import StyleTransfer, build_style_transfer, stylize_source_batch
-from posealign.alignment.pose_level import information_maximization_loss
 from posealign.augmentation import BatchAugmenter, ViewAugmentation
-from posealign.heatmaps import render_gaussian_heatmaps
+from posealign.data.batch import Batch
+from posealign.heatmaps import heatmap_argmax, render_gaussian_heatmaps
+from posealign.losses.adversarial import adversarial_loss
 from posealign.losses.consistency import consistency_loss
+from posealign.losses.information_maximization import information_maximization_loss
 from posealign.losses.joints_mse import joints_mse_loss
 from posealign.mean_teacher import confidence_gate, ema_update, make_teacher, occlude_keypoints, teacher_pseudo_labels
 from posealign.models.simple_baseline import SimpleBaseline, build_pose_model
+from posealign.models.unwrap import unwrap_model
 from posealign.warps import inverse_warp_heatmaps, transform_keypoints
 
 
@@ -30,17 +33,21 @@ class NonFiniteLossError(RuntimeError):
 
 
 @dataclass
-class Batch:
-    """A collated batch on the training device: images in [0, 1] (B, 3, S, S), keypoints (B, K, 2)
-    in crop pixels, visible (B, K) bool, dataset indices (B,)."""
+class TargetViews:
+    """The target batch's part of an adaptation step (eq. 3). student_images: O(A_s(x_t))
+    (B, 3, S, S) and student_matrices (B, 3, 3) their affine; pseudo_labels: N(A_w^-1 T(A_w x_t))
+    (B, K, H, W) in the common frame, pseudo_label_valid (B, 1, H, W) where the weak view saw the
+    pixel; gate (B, K) bool, the teacher's confident keypoints."""
 
-    images: torch.Tensor
-    keypoints: torch.Tensor
-    visible: torch.Tensor
-    indices: torch.Tensor
+    student_images: torch.Tensor
+    student_matrices: torch.Tensor
+    pseudo_labels: torch.Tensor
+    pseudo_label_valid: torch.Tensor
+    gate: torch.Tensor
 
 
-def build_style_transfer_from_config(image_cfg: DictConfig) -> StyleTransfer:
+def _style_transfer(image_cfg: DictConfig) -> StyleTransfer:
+    """The image level's encoder and decoder as ``align.image`` names them."""
     options = {"encoder": image_cfg.encoder, "patch_size": int(image_cfg.patch_size)}
     if image_cfg.encoder != "patch":
         options.update(encoder_weights=image_cfg.encoder_weights, decoder_weights=image_cfg.decoder_weights)
@@ -71,9 +78,7 @@ class MultiLevelAlignment(nn.Module):
                 self.student.feature_channels, tuple(feature.channels), stride=int(feature.stride)
             )
         needs_style = config.align.image.enabled and (config.mean_teacher.enabled or config.train.pretrain_image_level)
-        self.style_transfer: StyleTransfer | None = (
-            build_style_transfer_from_config(config.align.image) if needs_style else None
-        )
+        self.style_transfer: StyleTransfer | None = _style_transfer(config.align.image) if needs_style else None
         self.style_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
         size = int(config.data.image_size)
@@ -121,6 +126,56 @@ class MultiLevelAlignment(nn.Module):
     def supervised_targets(self, keypoints: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return render_gaussian_heatmaps(keypoints, visible, self.heatmap_size, self.sigma, self.stride)
 
+    def target_views(self, target: Batch) -> TargetViews:
+        """Eq. 3's two views of the target batch: the teacher's pseudo-labels from the weak view
+        A_w(x_t), in the common frame, and the student's strong view O(A_s(x_t)), occluded at the
+        teacher's keypoints."""
+        mean_teacher = self.config.mean_teacher
+        with _region("augmentation"):
+            weak_images, weak_matrices, _, _ = self.weak_view(target.images)
+            strong_images, strong_matrices, _, _ = self.strong_view(target.images)
+        with torch.no_grad(), _region("teacher_forward"):
+            teacher_heatmaps, _ = self.teacher(weak_images)
+        with _region("warps_occlusion_gating"):
+            with torch.no_grad():
+                teacher_common, teacher_valid = inverse_warp_heatmaps(
+                    teacher_heatmaps.float(), weak_matrices, self.stride
+                )
+                teacher_argmax, teacher_peaks = heatmap_argmax(teacher_common)
+                pseudo_labels = teacher_pseudo_labels(teacher_common, mean_teacher.teacher_target, self.sigma)
+                gate = confidence_gate(
+                    teacher_peaks,
+                    mean_teacher.gate,
+                    float(mean_teacher.gate_quantile),
+                    tuple(mean_teacher.gate_random_range),
+                )
+            keypoints_in_strong = transform_keypoints(
+                teacher_argmax.to(teacher_common.dtype) * self.stride, strong_matrices
+            )
+            occluded, _ = occlude_keypoints(
+                strong_images,
+                keypoints_in_strong,
+                teacher_peaks,
+                float(mean_teacher.occlusion.probability),
+                float(mean_teacher.occlusion.min_peak),
+                self.occlusion_half_size,
+            )
+        return TargetViews(occluded, strong_matrices, pseudo_labels, teacher_valid, gate)
+
+    def grl_coefficient(self, progress: float) -> float:
+        """lambda of the gradient reversal at ``progress`` (0 -> 1) through stage 2."""
+        feature = self.config.align.feature
+        return grl_coefficient(feature.grl, progress, float(feature.grl_lambda))
+
+    def loss_weights(self) -> dict[str, float]:
+        """l_c, l_adv and l_im of eq. 8, read from the config at each step."""
+        config = self.config
+        return {
+            "loss_cons": float(config.mean_teacher.consistency_weight),
+            "loss_adv": float(config.align.feature.weight),
+            "loss_im": float(config.align.pose.weight),
+        }
+
     # -- the step --------------------------------------------------------------------------------
 
     def forward_backward(
@@ -132,104 +187,72 @@ class MultiLevelAlignment(nn.Module):
         """
         config = self.config
         adapting = stage == "adapt" and self.teacher is not None
-        use_style = adapting or config.train.pretrain_image_level
-        with record_function("posealign.image_level"):
+        with _region("image_level"):
+            use_style = adapting or config.train.pretrain_image_level
             images = self.stylize(labeled, target) if use_style else labeled.images
-        with record_function("posealign.augmentation"):
+        with _region("augmentation"):
             # A(x_s->t): the usual augmentation, keypoints moved with it.
             views, _, keypoints, visible = self.augment(images, labeled.keypoints, labeled.visible)
             heatmap_targets, weights = self.supervised_targets(keypoints, visible)
-        logs: dict[str, float] = {}
 
         if not adapting:
-            with record_function("posealign.student_forward"):
+            with _region("student_forward"):
                 heatmaps, _ = self.student(views)
-            with record_function("posealign.losses"):
+            with _region("losses"):
                 loss_sup = joints_mse_loss(heatmaps, heatmap_targets, weights)
                 self._check_finite({"loss_sup": loss_sup}, step)
-            with record_function("posealign.backward"):
+            with _region("backward"):
                 _backward(loss_sup, scaler)
-            return {"loss": loss_sup.item(), "loss_sup": loss_sup.item()}
+            return _to_floats({"loss": loss_sup, "loss_sup": loss_sup})
 
-        mt = config.mean_teacher
-        # Teacher on the weak view A_w(x_t), no autograd; predictions back to the common frame.
-        with record_function("posealign.augmentation"):
-            weak_images, weak_matrices, _, _ = self.weak_view(target.images)
-            strong_images, strong_matrices, _, _ = self.strong_view(target.images)
-        with torch.no_grad(), record_function("posealign.teacher_forward"):
-            teacher_heatmaps, _ = self.teacher(weak_images)
-        with record_function("posealign.warps_occlusion_gating"):
-            with torch.no_grad():
-                teacher_common, teacher_valid = inverse_warp_heatmaps(
-                    teacher_heatmaps.float(), weak_matrices, self.stride
-                )
-                teacher_peaks, teacher_argmax = _peaks_and_locations(teacher_common)
-                pseudo_labels = teacher_pseudo_labels(teacher_common, mt.teacher_target, self.sigma)
-                gate = confidence_gate(teacher_peaks, mt.gate, float(mt.gate_quantile), tuple(mt.gate_random_range))
-            # Student on the strong, occluded view O(A_s(x_t)); occlusion at the teacher's keypoints.
-            keypoints_in_strong = transform_keypoints(teacher_argmax * self.stride, strong_matrices)
-            occluded, _ = occlude_keypoints(
-                strong_images,
-                keypoints_in_strong,
-                teacher_peaks,
-                float(mt.occlusion.probability),
-                float(mt.occlusion.min_peak),
-                self.occlusion_half_size,
-            )
-        # One student forward for both domains.
+        views_t = self.target_views(target)
         batch = views.shape[0]
-        with record_function("posealign.student_forward"):
-            heatmaps, features = self.student(torch.cat([views, occluded]))
-        source_heatmaps, target_heatmaps = heatmaps[:batch], heatmaps[batch:]
-        with record_function("posealign.warps_occlusion_gating"):
-            student_common, student_valid = inverse_warp_heatmaps(target_heatmaps.float(), strong_matrices, self.stride)
-        with record_function("posealign.losses"):
-            loss_sup = joints_mse_loss(source_heatmaps, heatmap_targets, weights)
-            loss_cons = consistency_loss(student_common, pseudo_labels, gate, student_valid & teacher_valid)
-            losses = {"loss_sup": loss_sup, "loss_cons": loss_cons}
-            total = loss_sup + float(mt.consistency_weight) * loss_cons
-
+        with _region("student_forward"):  # one student forward for both domains
+            heatmaps, features = self.student(torch.cat([views, views_t.student_images]))
+        with _region("warps_occlusion_gating"):
+            student_common, student_valid = inverse_warp_heatmaps(
+                heatmaps[batch:].float(), views_t.student_matrices, self.stride
+            )
+        # Eq. 8: L = L_sup + l_c L_cons + l_adv L_adv + l_im L_IM, the terms of the levels switched on.
+        pose = config.align.pose
+        with _region("losses"):
+            valid = student_valid & views_t.pseudo_label_valid
+            losses = {
+                "loss_sup": joints_mse_loss(heatmaps[:batch], heatmap_targets, weights),
+                "loss_cons": consistency_loss(student_common, views_t.pseudo_labels, views_t.gate, valid),
+            }
         if self.discriminator is not None:
-            feature = config.align.feature
-            coefficient = grl_coefficient(feature.grl, progress, float(feature.grl_lambda))
-            with record_function("posealign.discriminator_forward"):
-                loss_adv, accuracy = adversarial_loss(
-                    self.discriminator, features[:batch], features[batch:], coefficient
+            with _region("discriminator_forward"):
+                losses["loss_adv"], accuracy = adversarial_loss(
+                    self.discriminator, features[:batch], features[batch:], self.grl_coefficient(progress)
                 )
-            losses["loss_adv"] = loss_adv
-            total = total + float(feature.weight) * loss_adv
-        if config.align.pose.enabled:
-            pose = config.align.pose
-            with record_function("posealign.losses"):
-                loss_im = information_maximization_loss(student_common, pose.variant, float(pose.gate_threshold))
-            losses["loss_im"] = loss_im
-            total = total + float(pose.weight) * loss_im
-
-        with record_function("posealign.losses"):
+        if pose.enabled:
+            with _region("losses"):
+                losses["loss_im"] = information_maximization_loss(
+                    student_common, pose.variant, float(pose.gate_threshold)
+                )
+        with _region("losses"):
+            total = _weighted_sum(losses, self.loss_weights())
             self._check_finite(losses, step)
-        with record_function("posealign.backward"):
+        with _region("backward"):
             _backward(total, scaler)
-        # One transfer of all logged scalars (each .item() would be a device sync of its own).
-        scalars = {name: value.detach() for name, value in losses.items()}
-        scalars["loss"], scalars["gate_fraction"] = total.detach(), gate.float().mean()
+        logged = {**losses, "loss": total, "gate_fraction": views_t.gate.float().mean()}
         if self.discriminator is not None:
-            scalars["discriminator_accuracy"] = accuracy
-        values = torch.stack([v.float() for v in scalars.values()]).tolist()
-        logs.update(zip(scalars, values, strict=True))
-        return logs
+            logged["discriminator_accuracy"] = accuracy
+        return _to_floats(logged)
 
     @torch.no_grad()
     def update_teacher(self) -> None:
         """Eq. 9, after the optimiser step."""
         if self.teacher is not None:
-            with record_function("posealign.ema_update"):
+            with _region("ema_update"):
                 momentum = float(self.config.mean_teacher.momentum)
-                ema_update(self.teacher, _unwrap(self.student), momentum, self.config.mean_teacher.bn_mode)
+                ema_update(self.teacher, unwrap_model(self.student), momentum, self.config.mean_teacher.bn_mode)
 
     def start_adaptation(self) -> None:
         """Stage 2 begins: the teacher starts as a copy of the pretrained student."""
         if self.teacher is not None:
-            self.teacher.load_state_dict(_unwrap(self.student).state_dict())
+            self.teacher.load_state_dict(unwrap_model(self.student).state_dict())
 
     def set_train_mode(self) -> None:
         self.student.train()
@@ -241,7 +264,7 @@ class MultiLevelAlignment(nn.Module):
 
     def evaluation_model(self) -> nn.Module:
         """Every reported number comes from the teacher when there is one (METHOD.md step 7)."""
-        return self.teacher if self.teacher is not None else _unwrap(self.student)
+        return self.teacher if self.teacher is not None else unwrap_model(self.student)
 
     def _check_finite(self, losses: dict[str, torch.Tensor], step: int) -> None:
         """Raise before backward, on every rank together: the others would wait for this rank's gradients."""
@@ -252,17 +275,25 @@ class MultiLevelAlignment(nn.Module):
             raise NonFiniteLossError(f"a loss is not finite on another rank at step {step}")
 
 
-def _peaks_and_locations(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Peak value (B, K) and integer argmax (B, K, 2) x, y on the heatmap grid."""
-    width = heatmaps.shape[-1]
-    peaks, index = heatmaps.flatten(2).max(dim=2)
-    locations = torch.stack([index % width, torch.div(index, width, rounding_mode="floor")], dim=-1).to(heatmaps.dtype)
-    return peaks, locations
+def _region(name: str) -> record_function:
+    """A named profiler region, ``posealign.<name>`` (benchmarks/step_cost.py adds them up)."""
+    return record_function(f"posealign.{name}")
+
+
+def _weighted_sum(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """``loss_sup`` plus each other term times its weight, in the order of ``losses``."""
+    total = losses["loss_sup"]
+    for name, value in losses.items():
+        if name != "loss_sup":
+            total = total + weights[name] * value
+    return total
 
 
 def _backward(loss: torch.Tensor, scaler) -> None:
     (scaler.scale(loss) if scaler is not None else loss).backward()
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
-    return module.module if hasattr(module, "module") else module
+def _to_floats(scalars: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The logged scalars in one device transfer (each ``.item()`` would be a sync of its own)."""
+    values = torch.stack([value.detach().float() for value in scalars.values()]).tolist()
+    return dict(zip(scalars, values, strict=True))

@@ -15,14 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posealign.alignment.feature_level import DomainDiscriminator, adversarial_loss, grl_coefficient, reverse_gradient
-from posealign.alignment.pose_level import information_maximization_loss
+from posealign.alignment.feature_level import DomainDiscriminator, grl_coefficient, reverse_gradient
 from posealign.augmentation import BatchAugmenter, ViewAugmentation, sample_affine_matrices
 from posealign.config import load_config
+from posealign.data.batch import Batch
 from posealign.heatmaps import render_gaussian_heatmaps
+from posealign.losses.adversarial import adversarial_loss
 from posealign.losses.consistency import consistency_loss
+from posealign.losses.information_maximization import information_maximization_loss
 from posealign.mean_teacher import confidence_gate, ema_update, make_teacher, occlude_keypoints, teacher_pseudo_labels
-from posealign.multilevel_alignment import Batch, MultiLevelAlignment, NonFiniteLossError
+from posealign.multilevel_alignment import MultiLevelAlignment, NonFiniteLossError
 from posealign.warps import inverse_warp_heatmaps, transform_keypoints, warp_images
 
 torch.set_num_threads(1)

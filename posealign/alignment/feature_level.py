@@ -1,5 +1,7 @@
 """Feature level (eq. 4-5): a domain discriminator on the student's deconv features, trained
 through a gradient reversal layer so that the student learns features it cannot tell apart.
+
+The loss itself, L_adv = BCE_s + BCE_t, is :func:`posealign.losses.adversarial.adversarial_loss`.
 """
 
 from __future__ import annotations
@@ -56,22 +58,3 @@ class DomainDiscriminator(nn.Module):
         if self.stride > 1:
             features = F.avg_pool2d(features, self.stride)
         return self.net(features)
-
-
-def adversarial_loss(
-    discriminator: nn.Module, source_features: torch.Tensor, target_features: torch.Tensor, coefficient: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """L_adv = BCE(D(R(f_s)), 0) + BCE(D(R(f_t)), 1), with R the gradient reversal (eq. 4-5).
-
-    One backward pass trains the discriminator to tell the domains apart and, reversed, the
-    student to make them indistinguishable. Also returns the discriminator's pixel accuracy.
-    """
-    batch = source_features.shape[0]
-    logits = discriminator(reverse_gradient(torch.cat([source_features, target_features]), coefficient))
-    labels = torch.zeros_like(logits)
-    labels[batch:] = 1.0
-    loss = F.binary_cross_entropy_with_logits(logits[:batch], labels[:batch]) + F.binary_cross_entropy_with_logits(
-        logits[batch:], labels[batch:]
-    )
-    accuracy = ((logits > 0).float() == labels).float().mean()
-    return loss, accuracy.detach()

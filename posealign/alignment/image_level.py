@@ -96,11 +96,6 @@ class StyleTransfer(nn.Module):
     forward = stylize
 
 
-def target_style_statistics(transfer: StyleTransfer, images: torch.Tensor) -> StyleStatistics:
-    """(mean, std) of the encoder features of target images, each (B, C, 1, 1), to cache and reuse."""
-    return transfer.style_statistics(images)
-
-
 @torch.no_grad()
 def stylize_source_batch(
     transfer: StyleTransfer,

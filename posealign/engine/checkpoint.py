@@ -11,10 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posealign.files import (
-    atomic_torch_save,  # noqa: F401 - engine/trainer.py imports it from here
-    load_torch_file,
-)
+from posealign.files import load_torch_file
 
 _NAME = re.compile(r"step_(\d+)\.pt$")
 

@@ -2,15 +2,71 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from posealign.data.batch import Batch
 from posealign.data.pose_dataset import CroppedPoseDataset, check_keypoint_count
 from posealign.data.registry import load_dataset
+from posealign.engine.distributed import DistributedContext
 from posealign.errors import DatasetFormatError, UserError
 from posealign.keypoints import KeypointSet, get_keypoint_set
-from posealign.multilevel_alignment import Batch
+
+
+@dataclass
+class RunData:
+    """The datasets of a run: the labeled stream (source, or target for the oracle), the unlabeled
+    target stream when a step needs target images (None otherwise), the splits evaluated at the end
+    and the keypoint set they share."""
+
+    labeled: BatchStream
+    target: BatchStream | None
+    eval_sets: dict[str, CroppedPoseDataset]
+    keypoint_set: KeypointSet
+
+
+def build_run_data(config: DictConfig, context: DistributedContext) -> RunData:
+    """Every dataset the config names, checked against one keypoint set, with this rank's streams."""
+    labeled_role = "target" if config.train.supervised_on == "target" else "source"
+    labeled_set = build_dataset(config.data[labeled_role], config, labeled_role)
+    target_set = build_dataset(config.data.target, config, "target") if needs_target_images(config) else None
+    eval_sets = {name: build_dataset(spec, config, f"eval.{name}") for name, spec in config.data.eval.items()}
+    keypoint_set = run_keypoint_set(config, [labeled_set, *([target_set] if target_set else []), *eval_sets.values()])
+
+    def stream(dataset: CroppedPoseDataset, seed: int) -> BatchStream:
+        return BatchStream(
+            dataset,
+            int(config.train.batch_size),
+            seed,
+            context.rank,
+            context.world_size,
+            int(config.run.num_workers),
+            pin_memory=context.device.type == "cuda",
+        )
+
+    seed = int(config.run.seed)
+    return RunData(
+        labeled=stream(labeled_set, seed),
+        target=stream(target_set, seed + 1) if target_set else None,
+        eval_sets=eval_sets,
+        keypoint_set=keypoint_set,
+    )
+
+
+def adapts(config: DictConfig) -> bool:
+    """Whether the run has a stage 2 (the mean teacher and its alignment levels)."""
+    return bool(config.mean_teacher.enabled) and int(config.train.adapt_steps) > 0
+
+
+def needs_target_images(config: DictConfig) -> bool:
+    """Stage 2 reads target images, and so does a stage 1 that stylizes source images as targets.
+
+    A run that reads them draws a target batch at every step of both stages.
+    """
+    return adapts(config) or bool(config.align.image.enabled and config.train.pretrain_image_level)
 
 
 def build_dataset(spec: DictConfig, config: DictConfig, role: str) -> CroppedPoseDataset:

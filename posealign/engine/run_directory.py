@@ -17,7 +17,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from posealign.config import resolved, save_config
 from posealign.errors import UserError
-from posealign.files import atomic_write_json as write_json_atomic  # noqa: F401 - engine/trainer.py imports it
 from posealign.files import atomic_write_text
 
 # Keys that may differ between a run and its resumption without making it another run.

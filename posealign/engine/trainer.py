@@ -1,37 +1,25 @@
-"""The training loop, top to bottom: data, networks, optimisers, (resume), steps, evaluation.
+"""The training loop, top to bottom: build, maybe resume, stage 1, stage 2, evaluate, write results.
 
 Stage 1 ("pretrain", ``train.pretrain_steps``) trains the student on the labeled domain; stage 2
 ("adapt", ``train.adapt_steps``) runs the mean teacher with the enabled alignment levels. A
-matching stage 1 found in ``run.pretrain_cache`` is reused instead of being trained again.
+matching stage 1 found in ``run.pretrain_cache`` is reused instead of being trained again
+(:mod:`posealign.engine.stage1_cache`); SIGTERM/SIGINT save and stop (:mod:`posealign.engine.interrupts`).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-import signal
 import time
-from collections import Counter
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from posealign.config import resolved
-from posealign.engine.checkpoint import (
-    atomic_torch_save,
-    checkpoint_path,
-    latest_checkpoint,
-    load_checkpoint,
-    prune_checkpoints,
-    restore_rng_state,
-    rng_state,
-)
-from posealign.engine.data import BatchStream, build_dataset, run_keypoint_set, to_batch
+from posealign.engine.checkpoint import checkpoint_path, latest_checkpoint
+from posealign.engine.data import RunData, adapts, build_run_data, to_batch
 from posealign.engine.distributed import (
     DistributedContext,
     any_rank,
@@ -42,42 +30,295 @@ from posealign.engine.distributed import (
     setup_distributed,
 )
 from posealign.engine.evaluate import evaluate
-from posealign.engine.run_directory import (
-    MetricsLog,
-    check_run_directory,
-    prepare_run_directory,
-    write_json_atomic,
-)
+from posealign.engine.interrupts import StopSignal, TrainingInterrupted
+from posealign.engine.run_directory import MetricsLog, check_run_directory, prepare_run_directory
+from posealign.engine.stage1_cache import keep_stage1, reuse_stage1, stage1_cache_file
+from posealign.engine.training_state import TrainingState
 from posealign.errors import UserError
+from posealign.files import atomic_write_json
 from posealign.multilevel_alignment import MultiLevelAlignment, NonFiniteLossError
 
 
-class TrainingInterrupted(RuntimeError):
-    """SIGTERM or SIGINT arrived; a checkpoint was saved before stopping."""
+def train(config: DictConfig, resume: str | None = None) -> dict:
+    """Train a run as configured and return its results (also written to ``RUN/results.json``).
+
+    resume: None (fresh run), ``"auto"`` (latest checkpoint of the run directory, fresh if none) or
+    a checkpoint path. Raises :class:`TrainingInterrupted` after saving when SIGTERM/SIGINT arrives.
+    """
+    context = setup_distributed(config.run.device)
+    try:
+        return _train(config, resume, context)
+    finally:
+        cleanup_distributed(context)
 
 
-def pretraining_key(config: DictConfig) -> str:
-    """What stage 1 depends on: two runs with the same key share one source pretraining."""
-    plain = OmegaConf.to_container(resolved(config))
-    relevant = {
-        "data": {
-            k: plain["data"][k] for k in ("source", "target", "image_size", "heatmap_size", "sigma", "keypoint_set")
-        },
-        "model": plain["model"],
-        "optim": {
-            **plain["optim"],
-            "milestones": [m for m in plain["optim"]["milestones"] if m <= plain["train"]["pretrain_steps"]],
-        },
-        "augment": plain["augment"],
-        "run": {k: plain["run"][k] for k in ("seed", "amp", "channels_last")},
-        "train": {
-            k: plain["train"][k] for k in ("batch_size", "supervised_on", "pretrain_steps", "pretrain_image_level")
-        },
-        "image_level": plain["align"]["image"]
-        if plain["train"]["pretrain_image_level"] and plain["align"]["image"]["enabled"]
-        else None,
+def _train(config: DictConfig, resume: str | None, context: DistributedContext) -> dict:
+    torch.manual_seed(int(config.run.seed) + context.rank)
+    run_dir = Path(config.run.out)
+    if context.is_main:
+        check_run_directory(config, resume is not None)  # fail fast, before loading any data
+    data = build_run_data(config, context)
+    # Written only now: a run stopped by bad data leaves no config.yaml that the corrected run would clash with.
+    if context.is_main:
+        prepare_run_directory(config, resume is not None)
+    barrier(context)
+    log = MetricsLog(run_dir, bool(config.run.tensorboard), enabled=context.is_main)
+
+    training = build_training(config, data, context)
+    # Stage 1 draws the same random numbers whatever networks this preset built (daml's
+    # discriminator initialisation would shift them), so stage 1 trained here equals a cached one.
+    torch.manual_seed(int(config.run.seed) + context.rank)
+    step = maybe_resume(training, resume, log)
+    cache_file = stage1_cache_file(config)
+    step = maybe_reuse_stage1(training, cache_file, step)
+    _announce(config, context)
+
+    pretrain_steps, total_steps = _schedule(config)
+    training.method.set_train_mode()
+    started = time.time()
+    with StopSignal() as stop, _progress_bar(config, context, step) as progress:
+        step = run_steps(training, "pretrain", step, pretrain_steps, data, log, progress, stop)
+        if adapts(config):
+            if step == pretrain_steps:  # stage 2 begins here (not when resuming inside it)
+                keep_stage1(training, cache_file, step)
+                training.method.start_adaptation()
+            step = run_steps(training, "adapt", step, total_steps, data, log, progress, stop)
+    if not adapts(config):
+        keep_stage1(training, cache_file, step)
+    elapsed = time.time() - started
+
+    training.save(step, run_dir / "checkpoints" / "final.pt")
+    results = {
+        "method": str(config.method),
+        "preset": config.preset,
+        "task": config.task,
+        "steps": step,
+        "train_seconds": round(elapsed, 1),
     }
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+    if context.is_main:
+        results.update(evaluate_final(training, data, log, step))
+        atomic_write_json(run_dir / "results.json", results)
+    log.close()
+    barrier(context)
+    return results
+
+
+def build_training(config: DictConfig, data: RunData, context: DistributedContext) -> TrainingState:
+    """The networks on the device (wrapped for DDP and torch.compile as configured), their
+    optimisers, the LR schedule and the gradient scaler."""
+    device = context.device
+    method = MultiLevelAlignment(
+        config, data.keypoint_set.num_keypoints, on_any_rank=functools.partial(any_rank, context=context)
+    ).to(device)
+    if config.run.channels_last:
+        method.to(memory_format=torch.channels_last)
+    if context.enabled and config.run.sync_batchnorm:
+        method.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method.student)
+    optimizer = torch.optim.Adam(method.student.parameters(), lr=float(config.optim.lr))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, list(config.optim.milestones), float(config.optim.gamma)
+    )
+    discriminator_optimizer = None
+    if method.discriminator is not None:
+        discriminator_optimizer = torch.optim.Adam(method.discriminator.parameters(), lr=float(config.align.feature.lr))
+    scaler = torch.amp.GradScaler(device.type, enabled=config.run.amp == "fp16")
+    if context.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        method.student = DistributedDataParallel(method.student, device_ids=ids)
+        if method.discriminator is not None:
+            method.discriminator = DistributedDataParallel(method.discriminator, device_ids=ids)
+    if config.run.compile:
+        method.student = torch.compile(method.student)
+    return TrainingState(
+        config=config,
+        context=context,
+        method=method,
+        optimizer=optimizer,
+        discriminator_optimizer=discriminator_optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        labeled_stream=data.labeled,
+        target_stream=data.target,
+        keypoint_set=data.keypoint_set,
+    )
+
+
+def maybe_resume(training: TrainingState, resume: str | None, log: MetricsLog) -> int:
+    """The step to start from: 0 for a fresh run, else that of the checkpoint ``resume`` names
+    (``"auto"``: the run's latest, 0 when there is none). Metrics logged after it are dropped."""
+    if resume is None:
+        return 0
+    path = latest_checkpoint(training.checkpoint_dir) if resume == "auto" else Path(resume)
+    if path is None:
+        return 0
+    step = training.restore(path)
+    log.truncate_after(step)
+    _say(training.context, f"resumed from {path} at step {step}")
+    return step
+
+
+def maybe_reuse_stage1(training: TrainingState, cache_file: Path | None, step: int) -> int:
+    """A fresh run whose stage 1 is in the cache starts at stage 2; otherwise ``step`` is unchanged."""
+    pretrain_steps, _ = _schedule(training.config)
+    if cache_file is None or step != 0 or pretrain_steps == 0 or not cache_file.is_file():
+        return step
+    reuse_stage1(training, cache_file)
+    _say(training.context, f"reusing stage 1 from {cache_file}")
+    return pretrain_steps
+
+
+def run_steps(
+    training: TrainingState,
+    stage: str,
+    step: int,
+    end: int,
+    data: RunData,
+    log: MetricsLog,
+    progress: tqdm,
+    stop: StopSignal,
+) -> int:
+    """Steps of ``stage`` until ``end``, each followed by its log line, a quick evaluation, a
+    checkpoint when due and the stop check. Returns the step reached."""
+    config, context = training.config, training.context
+    _, total_steps = _schedule(config)
+    while step < end:
+        logs = train_one_step(training, stage, step)
+        step += 1
+        progress.update(1)
+        if step % int(config.run.log_every) == 0 or step == total_steps:
+            logs = mean_across_ranks(logs, context)
+            logs["lr"] = training.optimizer.param_groups[0]["lr"]
+            logs["stage"] = stage
+            log.log(step, logs)
+            progress.set_postfix(loss=f"{logs['loss']:.5f}", stage=stage)
+        eval_every = int(config.run.eval_every)
+        if eval_every and step % eval_every == 0 and step < total_steps and context.is_main:
+            _quick_evaluation(training, data, log, step)
+        if stop.requested(context):
+            training.save(step)
+            raise TrainingInterrupted(
+                f"stopped by signal {stop.received} at step {step}; checkpoint saved, continue with --resume auto"
+            )
+        if step % int(config.run.checkpoint_every) == 0 and step < total_steps:
+            training.save(step)
+    return step
+
+
+def train_one_step(training: TrainingState, stage: str, step: int) -> dict[str, float]:
+    """One optimisation step: a labeled (and a target) batch, the method's losses and backward, the
+    optimisers and the LR schedule, then the teacher's EMA in stage 2. Returns the logged scalars.
+
+    A non-finite loss saves this step's checkpoint (still the last good state) and stops the run.
+    """
+    config, context, method = training.config, training.context, training.method
+    device, channels_last = context.device, config.run.channels_last
+    pretrain_steps, total_steps = _schedule(config)
+    labeled = to_batch(next(training.labeled_stream), device, channels_last)
+    target = to_batch(next(training.target_stream), device, channels_last) if training.target_stream else None
+
+    training.optimizer.zero_grad(set_to_none=True)
+    if training.discriminator_optimizer is not None:
+        training.discriminator_optimizer.zero_grad(set_to_none=True)
+    # A diverging forward overwrites BatchNorm statistics before its loss is checked.
+    buffers_before = [b.detach().clone() for b in method.buffers()]
+    try:
+        with _autocast(config, device):
+            logs = method.forward_backward(
+                labeled,
+                target,
+                stage,
+                progress=max(step - pretrain_steps, 0) / max(total_steps - pretrain_steps, 1),
+                step=step,
+                scaler=training.scaler,
+            )
+    except NonFiniteLossError as error:
+        # Parameters and optimiser states are still those of the last good step; the buffers are put back.
+        torch._foreach_copy_(list(method.buffers()), buffers_before)
+        training.save(step)
+        raise UserError(
+            f"{checkpoint_path(training.checkpoint_dir, step)}: training diverged ({error}); this checkpoint holds "
+            "the last good step, lower optim.lr or check the data"
+        ) from None
+    training.scaler.step(training.optimizer)
+    if training.discriminator_optimizer is not None and stage == "adapt":
+        training.scaler.step(training.discriminator_optimizer)
+    training.scaler.update()
+    training.scheduler.step()
+    if stage == "adapt":
+        method.update_teacher()
+        # Whatever bn_mode, the teacher's buffers come from this rank's batches (its own
+        # forward, or the student's buffers, which DDP only syncs at the next forward).
+        average_buffers(method.teacher, context)
+    return logs
+
+
+def evaluate_final(training: TrainingState, data: RunData, log: MetricsLog, step: int) -> dict:
+    """PCK of the teacher (the student when there is none) on every evaluation split, plus the
+    paper's table: one row per split, one column per keypoint group and "All". Main rank only."""
+    config, keypoint_set, device = training.config, data.keypoint_set, training.context.device
+    model = training.method.evaluation_model()
+    results = {}
+    for name, dataset in data.eval_sets.items():
+        results[name] = evaluate(model, dataset, keypoint_set, float(config.data.sigma), device=device)
+        log.log(step, _pck_record(results[name]), prefix=f"eval_{name}")
+    if log.writer is not None and "target" in data.eval_sets:
+        from posealign.engine.prediction_tiles import log_prediction_images
+
+        log_prediction_images(log.writer, model, data.eval_sets["target"], keypoint_set, step, device)
+    columns = [*keypoint_set.groups, "All"]
+    results["table"] = {
+        "columns": columns,
+        "rows": {
+            name: [results[name]["groups"].get(c) if c != "All" else results[name]["pck"] for c in columns]
+            for name in data.eval_sets
+        },
+    }
+    return results
+
+
+def _quick_evaluation(training: TrainingState, data: RunData, log: MetricsLog, step: int) -> None:
+    """``run.eval_every``: target PCK during training (main rank), then back to train mode."""
+    target_eval = data.eval_sets.get("target")
+    if target_eval is None:
+        return
+    method = training.method
+    sigma = float(training.config.data.sigma)
+    quick = evaluate(method.evaluation_model(), target_eval, data.keypoint_set, sigma, device=training.context.device)
+    log.log(step, _pck_record(quick), prefix="eval_target")
+    method.set_train_mode()
+
+
+def _pck_record(result: dict) -> dict:
+    return {"pck": result["pck"], **{f"pck_{g}": v for g, v in result["groups"].items()}}
+
+
+def _announce(config: DictConfig, context: DistributedContext) -> None:
+    """The schedule and the effective batch, up front."""
+    pretrain_steps, total_steps = _schedule(config)
+    batch_size = int(config.train.batch_size)
+    _say(
+        context,
+        f"{config.method}: {total_steps} steps ({pretrain_steps} pretrain + {total_steps - pretrain_steps} adapt), "
+        f"batch {batch_size} x {context.world_size} rank(s) = {batch_size * context.world_size} per domain, "
+        f"lr {config.optim.lr}, device {context.device}",
+    )
+
+
+def _progress_bar(config: DictConfig, context: DistributedContext, step: int) -> tqdm:
+    _, total_steps = _schedule(config)
+    return tqdm(
+        total=total_steps,
+        initial=step,
+        disable=not (config.run.progress and context.is_main),
+        dynamic_ncols=True,
+        desc=str(config.method),
+    )
+
+
+def _schedule(config: DictConfig) -> tuple[int, int]:
+    """(steps of stage 1, steps of both stages); stage 2 counts only when the run adapts."""
+    pretrain_steps = int(config.train.pretrain_steps)
+    return pretrain_steps, pretrain_steps + (int(config.train.adapt_steps) if adapts(config) else 0)
 
 
 def _autocast(config: DictConfig, device: torch.device):
@@ -89,359 +330,6 @@ def _autocast(config: DictConfig, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-class _StopSignal:
-    """Turns SIGTERM/SIGINT into a flag the loop checks after each step (then saves and exits)."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous = {}
-
-    def __enter__(self) -> _StopSignal:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. inside a test runner thread)
-                pass
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.received = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def train(config: DictConfig, resume: str | None = None) -> dict:
-    """Train a run as configured and return its results (also written to ``RUN/results.json``).
-
-    resume: None (fresh run), ``"auto"`` (latest checkpoint of the run directory, fresh if none) or
-    a checkpoint path.
-    """
-    context = setup_distributed(config.run.device)
-    try:
-        return _train(config, resume, context)
-    finally:
-        cleanup_distributed(context)
-
-
-def _train(config: DictConfig, resume: str | None, context: DistributedContext) -> dict:
-    device = context.device
-    torch.manual_seed(int(config.run.seed) + context.rank)
-    run_dir = Path(config.run.out)
+def _say(context: DistributedContext, message: str) -> None:
     if context.is_main:
-        check_run_directory(config, resume is not None)  # fail fast, before loading any data
-    say = print if context.is_main else (lambda *a, **k: None)
-
-    # -- data ------------------------------------------------------------------------------------
-    labeled_role = "target" if config.train.supervised_on == "target" else "source"
-    labeled_set = build_dataset(config.data[labeled_role], config, labeled_role)
-    adapting = bool(config.mean_teacher.enabled) and int(config.train.adapt_steps) > 0
-    needs_target = adapting or (config.align.image.enabled and config.train.pretrain_image_level)
-    target_set = build_dataset(config.data.target, config, "target") if needs_target else None
-    eval_sets = {name: build_dataset(spec, config, f"eval.{name}") for name, spec in config.data.eval.items()}
-    keypoint_set = run_keypoint_set(config, [labeled_set, *([target_set] if target_set else []), *eval_sets.values()])
-
-    batch_size = int(config.train.batch_size)
-    seed = int(config.run.seed)
-    workers, pin = int(config.run.num_workers), device.type == "cuda"
-    labeled_stream = BatchStream(labeled_set, batch_size, seed, context.rank, context.world_size, workers, pin)
-    target_stream = (
-        BatchStream(target_set, batch_size, seed + 1, context.rank, context.world_size, workers, pin)
-        if target_set
-        else None
-    )
-    # Written only now: a run stopped by bad data leaves no config.yaml that the corrected run would clash with.
-    if context.is_main:
-        prepare_run_directory(config, resume is not None)
-    barrier(context)
-    log = MetricsLog(run_dir, bool(config.run.tensorboard), enabled=context.is_main)
-
-    # -- networks and optimisers -----------------------------------------------------------------
-    method = MultiLevelAlignment(
-        config, keypoint_set.num_keypoints, on_any_rank=functools.partial(any_rank, context=context)
-    ).to(device)
-    if config.run.channels_last:
-        method.to(memory_format=torch.channels_last)
-    if context.enabled and config.run.sync_batchnorm:
-        method.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method.student)
-    student = method.student
-    optimizer = torch.optim.Adam(student.parameters(), lr=float(config.optim.lr))
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, list(config.optim.milestones), float(config.optim.gamma)
-    )
-    discriminator_optimizer = None
-    if method.discriminator is not None:
-        discriminator_optimizer = torch.optim.Adam(method.discriminator.parameters(), lr=float(config.align.feature.lr))
-    scaler = torch.amp.GradScaler(device.type, enabled=config.run.amp == "fp16")
-    if context.enabled:
-        ids = [device.index] if device.type == "cuda" else None
-        method.student = DistributedDataParallel(student, device_ids=ids)
-        if method.discriminator is not None:
-            method.discriminator = DistributedDataParallel(method.discriminator, device_ids=ids)
-    if config.run.compile:
-        method.student = torch.compile(method.student)
-    # Stage 1 draws the same random numbers whatever networks this preset built above (daml's
-    # discriminator initialisation would shift them), so stage 1 trained here equals a cached one.
-    torch.manual_seed(int(config.run.seed) + context.rank)
-
-    pretrain_steps = int(config.train.pretrain_steps)
-    total_steps = pretrain_steps + (int(config.train.adapt_steps) if adapting else 0)
-    step = 0
-
-    def state_dict(current_step: int) -> dict:
-        return {
-            "step": current_step,
-            "student": student.state_dict(),
-            "teacher": method.teacher.state_dict() if method.teacher is not None else None,
-            "discriminator": _plain(method.discriminator).state_dict() if method.discriminator is not None else None,
-            "optimizer": optimizer.state_dict(),
-            "discriminator_optimizer": discriminator_optimizer.state_dict() if discriminator_optimizer else None,
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": _gather_rng_states(context),
-            "data": {
-                "labeled": labeled_stream.state_dict(),
-                "target": target_stream.state_dict() if target_stream else None,
-            },
-            "style_cache": method.style_cache,
-            "config": OmegaConf.to_container(resolved(config)),
-            "keypoint_set": {
-                "name": keypoint_set.name,
-                "names": list(keypoint_set.names),
-                "skeleton": [list(p) for p in keypoint_set.skeleton],
-            },
-        }
-
-    def load_state(state: dict) -> None:
-        student.load_state_dict(state["student"])
-        if method.teacher is not None and state.get("teacher") is not None:
-            method.teacher.load_state_dict(state["teacher"])
-        if method.discriminator is not None and state.get("discriminator") is not None:
-            _plain(method.discriminator).load_state_dict(state["discriminator"])
-            discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        labeled_stream.load_state_dict(state["data"]["labeled"])
-        if target_stream is not None and state["data"].get("target") is not None:
-            target_stream.load_state_dict(state["data"]["target"])
-        method.style_cache = state.get("style_cache") or {}
-        rng = state["rng"]
-        restore_rng_state(rng[context.rank] if isinstance(rng, list) else rng)
-
-    def save(current_step: int, path: Path | None = None) -> None:
-        payload = state_dict(current_step)  # every rank joins the RNG gather
-        if context.is_main:
-            atomic_torch_save(payload, path or checkpoint_path(run_dir / "checkpoints", current_step))
-            if path is None:
-                prune_checkpoints(run_dir / "checkpoints")
-        barrier(context)
-
-    # -- resume, or reuse a matching stage 1 -----------------------------------------------------
-    if resume is not None:
-        path = latest_checkpoint(run_dir / "checkpoints") if resume == "auto" else Path(resume)
-        if path is not None:
-            state = load_checkpoint(path)
-            _check_same_keypoints(state, keypoint_set, path)
-            try:
-                load_state(state)
-            except (KeyError, RuntimeError, ValueError) as error:
-                detail = " ".join(str(error).split()) or type(error).__name__  # torch's message spans lines
-                detail = detail if len(detail) <= 300 else detail[:300] + "..."
-                raise UserError(
-                    f"{path}: checkpoint does not fit this run's networks ({detail}); resume with a checkpoint of the same config"
-                ) from None
-            step = int(state["step"])
-            log.truncate_after(step)
-            say(f"resumed from {path} at step {step}")
-    cache_file = None
-    if config.run.pretrain_cache:
-        cache_file = Path(config.run.pretrain_cache) / f"pretrain_{pretraining_key(config)}.pt"
-        if step == 0 and pretrain_steps > 0 and cache_file.is_file():
-            load_state(load_checkpoint(cache_file))
-            step = pretrain_steps
-            # The cached scheduler carries the milestones of the run that made it; those after
-            # stage 1 are this run's own.
-            scheduler.milestones = Counter(int(m) for m in config.optim.milestones)
-            decays = sum(int(m) <= step for m in config.optim.milestones)
-            for group in optimizer.param_groups:
-                group["lr"] = float(config.optim.lr) * float(config.optim.gamma) ** decays
-            say(f"reusing stage 1 from {cache_file}")
-            if adapting:
-                method.start_adaptation()
-
-    effective = batch_size * context.world_size
-    say(
-        f"{config.method}: {total_steps} steps ({pretrain_steps} pretrain + {total_steps - pretrain_steps} adapt), "
-        f"batch {batch_size} x {context.world_size} rank(s) = {effective} per domain, lr {config.optim.lr}, device {device}"
-    )
-
-    # -- the loop --------------------------------------------------------------------------------
-    method.set_train_mode()
-    started = time.time()
-    progress = tqdm(
-        total=total_steps,
-        initial=step,
-        disable=not (config.run.progress and context.is_main),
-        dynamic_ncols=True,
-        desc=str(config.method),
-    )
-    with _StopSignal() as stop:
-        while step < total_steps:
-            stage = "pretrain" if step < pretrain_steps else "adapt"
-            if stage == "adapt" and step == pretrain_steps:
-                _finish_pretraining(save, cache_file, step, context)
-                method.start_adaptation()
-            labeled = to_batch(next(labeled_stream), device, config.run.channels_last)
-            target = (
-                to_batch(next(target_stream), device, config.run.channels_last)
-                if target_stream and (stage == "adapt" or needs_target)
-                else None
-            )
-
-            optimizer.zero_grad(set_to_none=True)
-            if discriminator_optimizer is not None:
-                discriminator_optimizer.zero_grad(set_to_none=True)
-            # A diverging forward overwrites BatchNorm statistics before its loss is checked.
-            buffers_before = [b.detach().clone() for b in method.buffers()]
-            try:
-                with _autocast(config, device):
-                    logs = method.forward_backward(
-                        labeled,
-                        target,
-                        stage,
-                        progress=max(step - pretrain_steps, 0) / max(total_steps - pretrain_steps, 1),
-                        step=step,
-                        scaler=scaler,
-                    )
-            except NonFiniteLossError as error:
-                # Parameters and optimiser states are still those of the last good step; the buffers are put back.
-                torch._foreach_copy_(list(method.buffers()), buffers_before)
-                save(step)
-                raise UserError(
-                    f"{checkpoint_path(run_dir / 'checkpoints', step)}: training diverged ({error}); this checkpoint holds "
-                    "the last good step, lower optim.lr or check the data"
-                ) from None
-            scaler.step(optimizer)
-            if discriminator_optimizer is not None and stage == "adapt":
-                scaler.step(discriminator_optimizer)
-            scaler.update()
-            scheduler.step()
-            if stage == "adapt":
-                method.update_teacher()
-                # Whatever bn_mode, the teacher's buffers come from this rank's batches (its own
-                # forward, or the student's buffers, which DDP only syncs at the next forward).
-                average_buffers(method.teacher, context)
-            step += 1
-            progress.update(1)
-
-            if step % int(config.run.log_every) == 0 or step == total_steps:
-                logs = mean_across_ranks(logs, context)
-                logs["lr"] = optimizer.param_groups[0]["lr"]
-                logs["stage"] = stage
-                log.log(step, logs)
-                progress.set_postfix(loss=f"{logs['loss']:.5f}", stage=stage)
-            if (
-                int(config.run.eval_every)
-                and step % int(config.run.eval_every) == 0
-                and step < total_steps
-                and context.is_main
-            ):
-                target_eval = eval_sets.get("target")
-                if target_eval is not None:
-                    quick = evaluate(
-                        method.evaluation_model(), target_eval, keypoint_set, float(config.data.sigma), device=device
-                    )
-                    log.log(
-                        step,
-                        {"pck": quick["pck"], **{f"pck_{g}": v for g, v in quick["groups"].items()}},
-                        prefix="eval_target",
-                    )
-                    method.set_train_mode()
-            if _stop_requested(stop, context):
-                save(step)
-                progress.close()
-                raise TrainingInterrupted(
-                    f"stopped by signal {stop.received} at step {step}; checkpoint saved, continue with --resume auto"
-                )
-            if step % int(config.run.checkpoint_every) == 0 and step < total_steps:
-                save(step)
-    progress.close()
-    if not adapting and cache_file is not None:
-        _finish_pretraining(save, cache_file, step, context)
-    elapsed = time.time() - started
-
-    # -- final numbers: the teacher (or the student when there is none) --------------------------
-    save(step, run_dir / "checkpoints" / "final.pt")
-    results = {
-        "method": str(config.method),
-        "preset": config.preset,
-        "task": config.task,
-        "steps": step,
-        "train_seconds": round(elapsed, 1),
-    }
-    if context.is_main:
-        model = method.evaluation_model()
-        for name, dataset in eval_sets.items():
-            results[name] = evaluate(model, dataset, keypoint_set, float(config.data.sigma), device=device)
-            log.log(
-                step,
-                {"pck": results[name]["pck"], **{f"pck_{g}": v for g, v in results[name]["groups"].items()}},
-                prefix=f"eval_{name}",
-            )
-        if log.writer is not None:
-            from posealign.engine.visualize import log_prediction_images
-
-            if "target" in eval_sets:
-                log_prediction_images(log.writer, model, eval_sets["target"], keypoint_set, step, device)
-        # The paper's table layout for this keypoint set: one row per evaluated split.
-        columns = [*keypoint_set.groups, "All"]
-        results["table"] = {
-            "columns": columns,
-            "rows": {
-                name: [results[name]["groups"].get(c) if c != "All" else results[name]["pck"] for c in columns]
-                for name in eval_sets
-            },
-        }
-        write_json_atomic(run_dir / "results.json", results)
-    log.close()
-    barrier(context)
-    return results
-
-
-def _stop_requested(stop: _StopSignal, context: DistributedContext) -> bool:
-    """A signal on any rank stops every rank at the same step (so they save one checkpoint together)."""
-    stopping = any_rank(stop.received is not None, context)
-    if stopping and stop.received is None:
-        stop.received = signal.SIGTERM
-    return stopping
-
-
-def _finish_pretraining(save, cache_file: Path | None, step: int, context: DistributedContext) -> None:
-    """End of stage 1: keep it in the shared cache so other presets start from it."""
-    if cache_file is not None and not cache_file.is_file():
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        save(step, cache_file)
-
-
-def _gather_rng_states(context: DistributedContext) -> list[dict]:
-    """Every rank's RNG state, so a resumed multi-process run continues each rank's stream."""
-    state = rng_state()
-    if not context.enabled:
-        return [state]
-    states: list[dict] = [None] * context.world_size  # type: ignore[list-item]
-    torch.distributed.all_gather_object(states, state)
-    return states
-
-
-def _check_same_keypoints(state: dict, keypoint_set, path: Path) -> None:
-    saved = state.get("keypoint_set", {}).get("names")
-    if saved is not None and list(saved) != list(keypoint_set.names):
-        raise UserError(
-            f"{path}: checkpoint is for keypoint set {state['keypoint_set']['name']!r} ({len(saved)} keypoints), this run uses {keypoint_set.name!r}; use a matching checkpoint"
-        )
-
-
-def _plain(module: torch.nn.Module) -> torch.nn.Module:
-    return module.module if isinstance(module, DistributedDataParallel) else module
+        print(message)

@@ -8,7 +8,6 @@ used here.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 
 def joints_mse_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -22,10 +21,3 @@ def joints_mse_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tens
     if weight is not None:
         diff = diff * weight.reshape(*weight.shape[:2], 1, 1).to(diff.dtype)
     return 0.5 * diff.pow(2).mean()
-
-
-class JointsMSELoss(nn.Module):
-    """Module form of :func:`joints_mse_loss`: ``0.5 * mean_{b,k,h,w} (w_bk * (H - G))^2``."""
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        return joints_mse_loss(pred, target, weight)

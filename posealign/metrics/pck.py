@@ -43,6 +43,7 @@ from typing import Literal
 
 import torch
 
+from posealign.heatmaps import heatmap_argmax
 from posealign.keypoints import KeypointSet
 
 PCKKind = Literal["legacy", "bbox"]
@@ -103,10 +104,8 @@ class PCKResult:
 
 def _legacy_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
     """``get_max_preds``: (B, K, H, W) -> (B, K, 2) float64 integer x, y; (0, 0) where max <= 0."""
-    width = heatmaps.shape[-1]
-    maxval, index = heatmaps.flatten(-2).max(dim=-1)
-    coords = torch.stack((index % width, torch.div(index, width, rounding_mode="floor")), dim=-1).double()
-    return coords * (maxval > 0).unsqueeze(-1).double()
+    xy, peak = heatmap_argmax(heatmaps)
+    return xy.double() * (peak > 0).unsqueeze(-1).double()
 
 
 def legacy_target_locations(

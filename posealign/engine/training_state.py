@@ -1,0 +1,134 @@
+"""Everything a training step changes, and its checkpoint: one dict that resumes a run exactly
+(networks, optimisers, scheduler, gradient scaler, each rank's RNG, the data streams' positions,
+the target style cache, the resolved config and the keypoint set)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from posealign.config import resolved
+from posealign.engine.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    prune_checkpoints,
+    restore_rng_state,
+    rng_state,
+)
+from posealign.engine.data import BatchStream
+from posealign.engine.distributed import DistributedContext, barrier
+from posealign.errors import UserError
+from posealign.files import atomic_torch_save
+from posealign.keypoints import KeypointSet
+from posealign.models.unwrap import unwrap_model
+from posealign.multilevel_alignment import MultiLevelAlignment
+from posealign.pose_model_files import keypoint_set_to_saved
+
+
+@dataclass
+class TrainingState:
+    """The run's moving parts; ``method.student`` and ``method.discriminator`` may be wrapped (DDP,
+    torch.compile), checkpoints hold the plain networks."""
+
+    config: DictConfig
+    context: DistributedContext
+    method: MultiLevelAlignment
+    optimizer: torch.optim.Optimizer
+    discriminator_optimizer: torch.optim.Optimizer | None
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    labeled_stream: BatchStream
+    target_stream: BatchStream | None
+    keypoint_set: KeypointSet
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.config.run.out) / "checkpoints"
+
+    def state_dict(self, step: int) -> dict:
+        """The checkpoint after ``step`` steps (every rank must call it: it gathers their RNG states)."""
+        method = self.method
+        return {
+            "step": step,
+            "student": unwrap_model(method.student).state_dict(),
+            "teacher": method.teacher.state_dict() if method.teacher is not None else None,
+            "discriminator": unwrap_model(method.discriminator).state_dict()
+            if method.discriminator is not None
+            else None,
+            "optimizer": self.optimizer.state_dict(),
+            "discriminator_optimizer": self.discriminator_optimizer.state_dict()
+            if self.discriminator_optimizer
+            else None,
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": _gather_rng_states(self.context),
+            "data": {
+                "labeled": self.labeled_stream.state_dict(),
+                "target": self.target_stream.state_dict() if self.target_stream else None,
+            },
+            "style_cache": method.style_cache,
+            "config": OmegaConf.to_container(resolved(self.config)),
+            "keypoint_set": keypoint_set_to_saved(self.keypoint_set),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        method = self.method
+        unwrap_model(method.student).load_state_dict(state["student"])
+        if method.teacher is not None and state.get("teacher") is not None:
+            method.teacher.load_state_dict(state["teacher"])
+        if method.discriminator is not None and state.get("discriminator") is not None:
+            unwrap_model(method.discriminator).load_state_dict(state["discriminator"])
+            self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.labeled_stream.load_state_dict(state["data"]["labeled"])
+        if self.target_stream is not None and state["data"].get("target") is not None:
+            self.target_stream.load_state_dict(state["data"]["target"])
+        method.style_cache = state.get("style_cache") or {}
+        rng = state["rng"]
+        restore_rng_state(rng[self.context.rank] if isinstance(rng, list) else rng)
+
+    def save(self, step: int, path: Path | None = None) -> None:
+        """Rank 0 writes the checkpoint (default: ``checkpoints/step_N.pt``, older ones pruned); all ranks wait."""
+        payload = self.state_dict(step)  # every rank joins the RNG gather
+        if self.context.is_main:
+            atomic_torch_save(payload, path or checkpoint_path(self.checkpoint_dir, step))
+            if path is None:
+                prune_checkpoints(self.checkpoint_dir)
+        barrier(self.context)
+
+    def restore(self, path: Path) -> int:
+        """Load the checkpoint at ``path`` and return its step; a checkpoint of another run is a UserError."""
+        state = load_checkpoint(path)
+        _check_same_keypoints(state, self.keypoint_set, path)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError) as error:
+            detail = " ".join(str(error).split()) or type(error).__name__  # torch's message spans lines
+            detail = detail if len(detail) <= 300 else detail[:300] + "..."
+            raise UserError(
+                f"{path}: checkpoint does not fit this run's networks ({detail}); resume with a checkpoint of the same config"
+            ) from None
+        return int(state["step"])
+
+
+def _gather_rng_states(context: DistributedContext) -> list[dict]:
+    """Every rank's RNG state, so a resumed multi-process run continues each rank's stream."""
+    state = rng_state()
+    if not context.enabled:
+        return [state]
+    states: list[dict] = [None] * context.world_size  # type: ignore[list-item]
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
+def _check_same_keypoints(state: dict, keypoint_set: KeypointSet, path: Path) -> None:
+    saved = state.get("keypoint_set", {}).get("names")
+    if saved is not None and list(saved) != list(keypoint_set.names):
+        raise UserError(
+            f"{path}: checkpoint is for keypoint set {state['keypoint_set']['name']!r} ({len(saved)} keypoints), this run uses {keypoint_set.name!r}; use a matching checkpoint"
+        )
