@@ -19,14 +19,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from posealign.cli import add_command_parser
-from posealign.cli.predict_inputs import attach_boxes, collect_images, open_input_image, read_box_file
-from posealign.cli.predict_outputs import check_output_folder, write_predictions
 from posealign.errors import UserError
-from posealign.inference import PosePrediction, predict_images
-from posealign.pose_model_files import keypoint_set_to_saved, load_pose_model, weights_fingerprint
 
 
 def register(subparsers) -> None:
@@ -44,10 +38,18 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str):
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a one-line error."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA GPU is visible to torch; use --device cpu or auto")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device!r}: not a device; use auto, cpu, cuda or cuda:N") from None
 
 
 def predict_files(
@@ -63,6 +65,11 @@ def predict_files(
     Every input, the box file and the output folder are checked, and every prediction made, before
     anything is written; the files then replace their previous versions atomically.
     """
+    from posealign.cli.predict_inputs import attach_boxes, collect_images, open_input_image, read_box_file
+    from posealign.cli.predict_outputs import check_output_folder, write_predictions
+    from posealign.inference import predict_images
+    from posealign.pose_model_files import keypoint_set_to_saved, load_pose_model, weights_fingerprint
+
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {batch_size}")
     out = Path(out)
@@ -73,7 +80,7 @@ def predict_files(
     fingerprint = weights_fingerprint(model.network)
     check_output_folder(out, fingerprint)
 
-    poses_per_image: list[list[PosePrediction]] = []
+    poses_per_image: list[list] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         decoded = [open_input_image(image.path) for image in chunk]
