@@ -94,7 +94,9 @@ def _check_dataset_entry(config: DictConfig, key: str, spec: DictConfig, check_r
     from posealign.data.registry import DATASET_LOADERS
 
     if spec.get("dataset") not in DATASET_LOADERS:
-        raise UserError(f"{key}.dataset={spec.get('dataset')}: unknown dataset; choose one of {sorted(DATASET_LOADERS)}")
+        raise UserError(
+            f"{key}.dataset={spec.get('dataset')}: unknown dataset; choose one of {sorted(DATASET_LOADERS)}"
+        )
     root_key = _root_key(config, key)
     if spec.get("root") is None:
         raise UserError(f"{key}: no data root; pass {root_key}=/path/to/{spec.dataset}")

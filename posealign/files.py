@@ -51,7 +51,9 @@ def atomic_replace(path: str | Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary.touch()
     except OSError as error:
-        raise UserError(f"{path}: cannot write here ({error.strerror or type(error).__name__}); choose another path") from None
+        raise UserError(
+            f"{path}: cannot write here ({error.strerror or type(error).__name__}); choose another path"
+        ) from None
     try:
         yield temporary
         with open(temporary, "rb") as handle:

@@ -35,6 +35,12 @@ def register(subparsers) -> None:
     parser.add_argument("--boxes", default=None, help="COCO JSON with the object boxes (images + annotations' bbox)")
     parser.add_argument("--batch-size", type=int, default=16, help="crops per forward pass (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1 ...")
+    parser.add_argument(
+        "--kpt-thr",
+        type=float,
+        default=0.1,
+        help="overlays: keypoints below this confidence are drawn hollow and unlinked (default: %(default)s)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -59,6 +65,7 @@ def predict_files(
     box_file: str | Path | None = None,
     batch_size: int = 16,
     device: str = "auto",
+    kpt_thr: float = 0.1,
 ) -> list[dict]:
     """Predict every image of ``inputs`` into ``out``; returns the COCO results written.
 
@@ -72,6 +79,8 @@ def predict_files(
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {batch_size}")
+    if not 0.0 <= kpt_thr <= 1.0:
+        raise UserError(f"--kpt-thr must be between 0 and 1, not {kpt_thr}")
     out = Path(out)
     images = collect_images(inputs)
     if box_file is not None:
@@ -97,10 +106,15 @@ def predict_files(
         "boxes": str(box_file) if box_file is not None else None,
         "images": len(images),
     }
-    return write_predictions(out, images, poses_per_image, model.keypoint_set, info, draw_boxes=box_file is not None)
+    return write_predictions(
+        out, images, poses_per_image, model.keypoint_set, info, draw_boxes=box_file is not None, kpt_thr=kpt_thr
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    results = predict_files(args.images, args.checkpoint, args.out, args.boxes, args.batch_size, args.device)
-    print(f"{len(results)} poses -> {args.out}/predictions.json, overlays in {args.out}/overlays/")
+    results = predict_files(
+        args.images, args.checkpoint, args.out, args.boxes, args.batch_size, args.device, args.kpt_thr
+    )
+    out = Path(args.out)
+    print(f"{len(results)} poses -> {out / 'predictions.json'}, overlays in {out / 'overlays'}/")
     return 0

@@ -91,7 +91,13 @@ def prepare_surreal(
         )
     _check_same_settings(
         out_dir,
-        {"stride": stride, "enlarge": enlarge, "size": size, "format": image_format, "min_joints_inside": min_joints_inside},
+        {
+            "stride": stride,
+            "enlarge": enlarge,
+            "size": size,
+            "format": image_format,
+            "min_joints_inside": min_joints_inside,
+        },
     )
     with tqdm(total=report.clips, unit="clip", disable=not progress) as bar:
         for (name, run), clips in groups.items():
