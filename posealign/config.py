@@ -131,13 +131,33 @@ def load_config(preset: str = "source_only", task: str | None = None, overrides:
         command_line.run.amp = "off"  # YAML 1.1 reads an unquoted `run.amp=off` as the boolean false
     check_layer(command_line, config, "command line")
     config = OmegaConf.merge(config, command_line)
+    _replace_whole_entries(config, command_line, overrides or [])
     config.preset = preset
     if config.data.get("benchmark_root"):
         # `${run.out}/../benchmark` names a folder beside the run; collapse the `..` now, before the
         # run directory exists, or the operating system cannot follow it.
         config.data.benchmark_root = os.path.normpath(str(config.data.benchmark_root))
     config.task = task
+    for name in [name for name, spec in config.data.eval.items() if spec is None]:
+        del config.data.eval[name]  # `data.eval.source=null`: that split is not evaluated
     return config
+
+
+def _is_dataset_entry(path: str) -> bool:
+    """``data.source``, ``data.target``, ``data.eval.NAME`` or the ``options`` of one of them."""
+    parts = path.split(".")
+    if parts[-1] == "options":
+        parts = parts[:-1]
+    return parts in (["data", "source"], ["data", "target"]) or (len(parts) == 3 and parts[:2] == ["data", "eval"])
+
+
+def _replace_whole_entries(config: DictConfig, command_line: DictConfig, overrides: list[str]) -> None:
+    """A dataset entry (or its options) given whole on the command line replaces the task's one
+    instead of being merged into it: ``options: {}`` means no options, not the task's options."""
+    for item in overrides:
+        path = item.partition("=")[0].strip()
+        if _is_dataset_entry(path):
+            OmegaConf.update(config, path, OmegaConf.select(command_line, path), merge=False)
 
 
 def resolved(config: DictConfig) -> DictConfig:

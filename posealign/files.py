@@ -3,7 +3,8 @@
 ``load_torch_file`` turns every way a torch file can be unreadable into one ``UserError`` line that
 names the file and the fix. The ``atomic_*`` writers write to a temporary name in the same folder,
 sync it to disk and rename it over the target, which POSIX makes atomic: a crash (or SIGKILL) while
-writing leaves the previous version intact.
+writing leaves the previous version intact. The file gets the mode a plain ``open`` would give it
+(0666 less the umask), whatever mode the library that wrote the temporary file chose.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from posealign.errors import UserError
 
@@ -32,6 +31,8 @@ def load_torch_file(
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: {what} not found; {missing_fix or fix}")
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as error:  # noqa: BLE001 - torch raises many types for a file it cannot read
@@ -45,15 +46,28 @@ def atomic_replace(path: str | Path) -> Iterator[Path]:
     The temporary file is hidden (``.NAME.tmp``) and removed when the block fails.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.touch()
+    except OSError as error:
+        raise UserError(
+            f"{path}: cannot write here ({error.strerror or type(error).__name__}); choose another path"
+        ) from None
     try:
         yield temporary
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(temporary, 0o666 & ~current_umask())
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -67,5 +81,7 @@ def atomic_write_json(path: str | Path, payload: Any, indent: int | None = 2) ->
 
 def atomic_torch_save(payload: Any, path: str | Path) -> None:
     """``torch.save`` (same argument order), atomically."""
+    import torch
+
     with atomic_replace(path) as temporary:
         torch.save(payload, temporary)

@@ -88,7 +88,8 @@ def keypoint_set_to_saved(keypoint_set: KeypointSet) -> dict:
     return {
         "name": keypoint_set.name,
         "names": list(keypoint_set.names),
-        "skeleton": [list(p) for p in keypoint_set.skeleton],
+        "skeleton": [[i + 1, j + 1] for i, j in keypoint_set.skeleton],  # 1-based, as COCO's
+        "skeleton_base": 1,
         "flip_pairs": [list(p) for p in keypoint_set.flip_pairs],
         "groups": {g: list(members) for g, members in keypoint_set.groups.items()},
         "all_group": list(keypoint_set.all_group),
@@ -96,13 +97,14 @@ def keypoint_set_to_saved(keypoint_set: KeypointSet) -> dict:
 
 
 def keypoint_set_from_saved(saved: dict) -> KeypointSet:
-    """A keypoint set from its saved form ({name, names, skeleton[, flip_pairs, groups, all_group]}).
+    """A keypoint set from its saved form ({name, names, skeleton[, skeleton_base, flip_pairs, groups, all_group]}).
 
     A built-in set with the same names comes back whole (its evaluation groups included); otherwise
     the set is rebuilt the way a COCO category defines one.
     """
     names = tuple(str(n) for n in saved["names"])
-    skeleton = tuple((int(i), int(j)) for i, j in saved.get("skeleton", []))
+    base = int(saved.get("skeleton_base", 0))  # training checkpoints store it 0-based, exports 1-based
+    skeleton = tuple((int(i) - base, int(j) - base) for i, j in saved.get("skeleton", []))
     known = KEYPOINT_SETS.get(saved.get("name"))
     if known is not None and known.names == names:
         return known

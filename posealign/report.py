@@ -7,6 +7,7 @@ target images predicted by each run (source-only next to adapted).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -39,14 +40,35 @@ def _load_run(run_dir: Path) -> dict:
     return {"dir": run_dir, "results": json.loads(results.read_text()), "metrics": metrics}
 
 
+def _name_runs(runs: list[dict]) -> None:
+    """Each run's row and legend name: its folder, with as many parent folders as tell them apart
+    (two ``daml`` runs of different seeds are ``seed0/daml`` and ``seed1/daml``)."""
+    paths = [Path(run["dir"]).resolve().parts for run in runs]
+    for depth in range(1, max(len(p) for p in paths) + 1):
+        names = ["/".join(p[-depth:]) for p in paths]
+        if len(set(names)) == len(names):
+            break
+    for run, name in zip(runs, names, strict=True):
+        run["name"] = name
+
+
+def _keypoint_sets_differ(runs: list[dict]) -> bool:
+    return len({tuple(run["results"]["target"]["per_keypoint"]) for run in runs if "target" in run["results"]}) > 1
+
+
 def _table(runs: list[dict]) -> str:
     groups = list(runs[0]["results"]["target"]["groups"])
     has_source = any("source" in r["results"] for r in runs)
-    header = ["Method", *groups, "All"] + (["Source All"] if has_source else [])
+    header = ["Run", "Method", *groups, "All"] + (["Source All"] if has_source else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
         target = run["results"]["target"]
-        cells = [run["results"]["method"], *[_fmt(target["groups"].get(g)) for g in groups], _fmt(target["pck"])]
+        cells = [
+            run["name"],
+            str(run["results"]["method"]),
+            *[_fmt(target["groups"].get(g)) for g in groups],
+            _fmt(target["pck"]),
+        ]
         if has_source:
             cells.append(_fmt(run["results"].get("source", {}).get("pck")))
         lines.append("| " + " | ".join(cells) + " |")
@@ -60,7 +82,7 @@ def _fmt(value) -> str:
 def _curves(runs: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     for run in runs:
-        name = run["results"]["method"]
+        name = run["name"]
         legacy = run["results"]["target"]["curve"]
         axes[0].plot(legacy["thresholds"], legacy["All"], marker="o", markersize=3, label=name)
         bbox = run["results"]["target"].get("bbox_pck", {}).get("curve")
@@ -88,7 +110,7 @@ def _per_keypoint(runs: list[dict], path: Path) -> None:
     positions = np.arange(len(names))
     for i, run in enumerate(runs):
         values = [run["results"]["target"]["per_keypoint"].get(n) or 0.0 for n in names]
-        axis.bar(positions + i * width - 0.4 + width / 2, values, width, label=run["results"]["method"])
+        axis.bar(positions + i * width - 0.4 + width / 2, values, width, label=run["name"])
     axis.set_xticks(positions, [n.replace("_", " ") for n in names], rotation=45, ha="right", fontsize=8)
     # Head room above 100 keeps the legend off the bars.
     axis.set(ylabel="PCK@0.05 (%)", title="Target PCK per keypoint", ylim=(0, 118), yticks=range(0, 101, 20))
@@ -111,7 +133,8 @@ def _training(runs: list[dict], path: Path) -> None:
             points = [(m["step"], m[term]) for m in run["metrics"] if m.get("kind") == "train" and term in m]
             if points:
                 steps, values = zip(*points, strict=True)
-                axis.plot(steps, values, color=f"C{index}", label=run["results"]["method"])  # one colour per run
+                # One colour per run; a run logged once is one point, drawn as a marker to be seen.
+                axis.plot(steps, values, color=f"C{index}", label=run["name"], marker="o" if len(steps) == 1 else None)
         axis.set(xlabel="step", ylabel=term, title=term)
         plotted = [y for line in axis.get_lines() for y in line.get_ydata()]
         if term in ("loss", "loss_sup", "loss_cons") and plotted and min(plotted) > 0:
@@ -139,7 +162,7 @@ def _prediction_grid(runs: list[dict], path: Path, count: int = 8) -> bool:
             return False
         model = load_pose_model(run["dir"] / "checkpoints" / "final.pt")
         tiles = prediction_tiles(model.network, dataset, model.keypoint_set, torch.device("cpu"), count, min_side=160)
-        rows.append((run["results"]["method"], tiles))
+        rows.append((run["name"], tiles))
     columns = len(rows[0][1])
     figure, axes = plt.subplots(len(rows), columns, figsize=(1.7 * columns, 1.85 * len(rows)), dpi=110, squeeze=False)
     for r, (name, tiles) in enumerate(rows):
@@ -148,7 +171,12 @@ def _prediction_grid(runs: list[dict], path: Path, count: int = 8) -> bool:
             axes[r][c].set_xticks([])
             axes[r][c].set_yticks([])
         axes[r][0].set_ylabel(name, fontsize=9)
-    figure.suptitle("The same target test images, predicted by each run (dot size = confidence)", fontsize=10)
+    title = (
+        "Each run's own target test images (the runs' keypoint sets differ), dot size = confidence"
+        if _keypoint_sets_differ(runs)
+        else "The same target test images, predicted by each run (dot size = confidence)"
+    )
+    figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -160,8 +188,15 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
     runs = [_load_run(Path(d)) for d in run_dirs]
     if not runs:
         raise UserError("no run directories given; pass at least one RUN_DIR")
+    _name_runs(runs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    differ = _keypoint_sets_differ(runs)
+    if differ:
+        print(
+            "posealign report: warning: the runs have different keypoint sets; their numbers are not comparable",
+            file=sys.stderr,
+        )
     _curves(runs, out / "pck_curves.png")
     _per_keypoint(runs, out / "per_keypoint.png")
     _training(runs, out / "training_curves.png")
@@ -170,6 +205,14 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
         "# posealign report",
         "Runs: " + ", ".join(f"`{r['dir']}`" for r in runs),
         "## Target PCK@0.05 (legacy), teacher where there is one",
+        *(
+            [
+                "**Warning:** these runs predict different keypoint sets (or evaluate on different data); "
+                "their numbers are not comparable."
+            ]
+            if differ
+            else []
+        ),
         _table(runs),
         "## PCK against threshold\n\n![PCK curves](pck_curves.png)",
         "## Per keypoint\n\n![per keypoint](per_keypoint.png)",

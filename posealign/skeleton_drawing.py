@@ -4,7 +4,7 @@ the keypoint set. Used for predict's overlays, the report's grid and TensorBoard
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from posealign.keypoints import KeypointSet
 
@@ -60,5 +60,16 @@ def draw_pose(
         else:
             draw.ellipse(box, outline=colour)
         if label_confidence:
-            draw.text((x + radius + 1, y - radius), f"{float(c):.2f}", fill=(255, 255, 255))
+            _label(draw, (x + radius + 2, y - radius), f"{float(c):.2f}", size=max(10, round(min(canvas.size) / 40)))
     return canvas
+
+
+def _label(draw: ImageDraw.ImageDraw, position: tuple[float, float], text: str, size: int) -> None:
+    """White text on a black box: readable on light and dark backgrounds alike."""
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one bitmap size
+        font = ImageFont.load_default()
+    left, top, right, bottom = draw.textbbox(position, text, font=font)
+    draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=(0, 0, 0))
+    draw.text(position, text, fill=(255, 255, 255), font=font)

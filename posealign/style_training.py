@@ -18,7 +18,7 @@ import os
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,31 +34,9 @@ from posealign.files import atomic_replace, atomic_torch_save, load_torch_file
 from posealign.image_crops import IMAGE_EXTENSIONS, read_rgb_image
 from posealign.models.style_decoder import AdaINDecoder
 from posealign.models.style_encoders import VGG19Relu41Encoder
+from posealign.style_training_config import StyleTrainingConfig
 
 LAST_CHECKPOINT = "decoder_last.pt"
-
-
-@dataclass
-class StyleTrainingConfig:
-    source: str
-    target: str
-    out: str
-    encoder_weights: str | None = None  # None: random VGG (smoke tests only)
-    steps: int = 160_000
-    batch_size: int = 8
-    image_size: int = 256
-    lr: float = 1e-4
-    lr_decay: float = 5e-5
-    content_weight: float = 1.0
-    style_weight: float = 0.1
-    bidirectional: bool = True  # swap content/style roles with probability 0.5, as the release
-    save_every: int = 1000
-    log_every: int = 50
-    grid_examples: int = 8
-    workers: int = 2  # image-reading threads
-    seed: int = 0
-    device: str = "cuda" if torch.cuda.is_available() else "cpu"
-    resume: bool = False
 
 
 def list_images(spec: str) -> list[Path]:
@@ -109,14 +87,22 @@ def adain_decoder_losses(
 
 
 def save_stylization_grid(transfer: StyleTransfer, content: torch.Tensor, style: torch.Tensor, path: Path) -> None:
-    """One PNG, rows: content, style, stylized (alpha = 1)."""
+    """One PNG, rows: content, style, stylized (alpha = 1), each row named in a left margin."""
+    from PIL import ImageDraw
     from torchvision.utils import make_grid
 
     stylized = transfer.stylize(content, style=style, alpha=1.0)
     grid = make_grid(torch.cat([content, style, stylized]).cpu(), nrow=content.shape[0], padding=2, pad_value=1.0)
     array = (grid.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    margin = 64
+    sheet = Image.new("RGB", (array.shape[1] + margin, array.shape[0]), "white")
+    sheet.paste(Image.fromarray(array), (margin, 0))
+    draw = ImageDraw.Draw(sheet)
+    row_height = array.shape[0] / 3
+    for row, label in enumerate(("content", "style", "stylized")):
+        draw.text((4, round((row + 0.5) * row_height) - 5), label, fill="black")
     with atomic_replace(path) as temporary:
-        Image.fromarray(array).save(temporary, format="PNG")
+        sheet.save(temporary, format="PNG")
 
 
 def train_decoder(config: StyleTrainingConfig) -> Path:
@@ -131,7 +117,9 @@ def train_decoder(config: StyleTrainingConfig) -> Path:
         raise UserError(f"{last_path}: nothing to resume; drop --resume or point --out at an earlier run")
     source_paths, target_paths = list_images(config.source), list_images(config.target)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(config.device)
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+    )
 
     torch.manual_seed(config.seed)
     if config.encoder_weights is None:

@@ -173,3 +173,12 @@ def test_prepare_surreal_reports_a_clip_without_info(tmp_path, capsys):
     assert len(load_surreal(out, split="train")) == 2  # the good clip still converted
     code, _, err = run_cli(capsys, "data", "prepare", "surreal", str(tmp_path / "nothing"), str(out))
     assert code == 2 and len(err) == 1
+
+
+def test_prepare_surreal_refuses_other_settings_in_a_prepared_output(tmp_path, capsys):
+    raw, out = tmp_path / "cmu", tmp_path / "surreal"
+    make_raw_surreal(raw)
+    code, _, err = run_cli(capsys, "data", "prepare", "surreal", str(raw), str(out), "--stride", "2", "--no-progress")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "data", "prepare", "surreal", str(raw), str(out), "--stride", "3", "--no-progress")
+    assert code == 2 and len(err) == 1 and "--stride 2 -> 3" in err[0]

@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from posealign.benchmark.generate import generate_benchmark
+from posealign.benchmark.generate import benchmark_is_complete, generate_benchmark
+from posealign.errors import UserError
 
 
 def ensure_benchmark(config: DictConfig) -> Path:
     """Generate the benchmark at ``data.benchmark_root`` unless a complete copy with the same
-    parameters is already there (generation is seeded and deterministic)."""
+    parameters is already there (generation is seeded and deterministic).
+
+    A complete benchmark made with other parameters is never regenerated in place: the runs beside
+    it were evaluated on it, and their ``eval`` would silently change.
+    """
     root = Path(config.data.benchmark_root)
     sizes = (
         OmegaConf.to_container(config.data.benchmark_sizes, resolve=True)
         if config.data.get("benchmark_sizes")
         else None
     )
-    return generate_benchmark(
-        root, image_size=int(config.data.image_size), sizes=sizes, seed=int(config.data.get("benchmark_seed", 0))
-    )
+    image_size, seed = int(config.data.image_size), int(config.data.get("benchmark_seed", 0))
+    marker = root / "benchmark.json"
+    if marker.is_file() and not benchmark_is_complete(root, image_size, sizes, seed):
+        raise UserError(
+            f"{root}: holds a benchmark made with other parameters ({_describe(marker)}); runs evaluated on it "
+            "would change. Pass data.benchmark_root=ANOTHER_FOLDER, or delete the folder to regenerate it"
+        )
+    return generate_benchmark(root, image_size=image_size, sizes=sizes, seed=seed)
+
+
+def _describe(marker: Path) -> str:
+    try:
+        written = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError):
+        return "unreadable benchmark.json"
+    return f"image_size {written.get('image_size')}, sizes {written.get('sizes')}, seed {written.get('seed')}"

@@ -1,8 +1,12 @@
 """The ``posealign`` console script: one module per subcommand, each with ``register(subparsers)``.
 
 A subcommand module adds its parser in ``register`` and sets ``func`` to a function taking the
-parsed arguments and returning the exit code. Errors a user can fix (a missing file, a malformed
-annotation) are raised as ``UserError`` / ``DatasetFormatError`` and printed as one line.
+parsed arguments and returning the exit code. Subcommand modules import torch inside ``func``, not
+at the top, so ``posealign --help`` answers in well under a second.
+
+Exit codes: 0 done, 2 an error the user can fix (``UserError`` / ``DatasetFormatError``, printed as
+one line), 130 interrupted by Ctrl-C, 1 anything unexpected (one line on the terminal naming a log
+file that keeps the traceback).
 """
 
 from __future__ import annotations
@@ -10,27 +14,66 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import tempfile
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
 
 from posealign.errors import DatasetFormatError, UserError
 
 SUBCOMMANDS = ("train", "eval", "demo", "ablate", "data", "style", "predict", "export", "report")
 
 
+class _IntermixedSubParsers(argparse._SubParsersAction):
+    """Subcommands whose options and positionals may come in any order (``key=a --out X key=b``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        name, arg_strings = values[0], values[1:]
+        chosen = self._name_parser_map.get(name)
+        if chosen is None or chosen._subparsers is not None:
+            return super().__call__(parser, namespace, values, option_string)  # nested subcommands: plain parsing
+        setattr(namespace, self.dest, name)
+        subnamespace, extras = chosen.parse_known_intermixed_args(arg_strings, None)
+        for key, value in vars(subnamespace).items():
+            setattr(namespace, key, value)
+        if extras:
+            vars(namespace).setdefault(argparse._UNRECOGNIZED_ARGS_ATTR, []).extend(extras)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose subcommands parse their arguments intermixed."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _IntermixedSubParsers)
+
+
 def add_command_parser(subparsers, name: str, help: str, doc: str) -> argparse.ArgumentParser:
-    """A subcommand's parser whose ``--help`` shows ``doc`` (its module docstring) as written."""
-    return subparsers.add_parser(name, help=help, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """A subcommand's parser whose ``--help`` shows ``doc`` (its module docstring) as plain text."""
+    return subparsers.add_parser(
+        name, help=help, description=plain_text(doc), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def plain_text(doc: str | None) -> str | None:
+    """A docstring as the terminal should show it: reStructuredText's double backticks dropped."""
+    return None if doc is None else doc.replace("``", "")
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("posealign")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="posealign", description="Unsupervised domain-adaptive 2D pose estimation.")
+    parser = CommandParser(prog="posealign", description="Unsupervised domain-adaptive 2D pose estimation.")
+    parser.add_argument("--version", action="version", version=f"posealign {package_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"posealign.cli.{name}_command")
-        except ModuleNotFoundError as error:
-            if error.name == f"posealign.cli.{name}_command":
-                continue  # subcommand not built yet
-            raise
+        module = importlib.import_module(f"posealign.cli.{name}_command")
         module.register(subparsers)
     return parser
 
@@ -40,8 +83,66 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (UserError, DatasetFormatError, FileNotFoundError) as error:
-        print(f"posealign {args.command}: error: {error}", file=sys.stderr)
+        print(f"posealign {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"posealign {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the last resort: never a traceback on the terminal
+        interrupted = _training_interrupted(error)
+        if interrupted is not None:
+            print(f"posealign {args.command}: {error}", file=sys.stderr)
+            return interrupted
+        log = write_traceback(error, getattr(args, "out", None))
+        print(
+            f"posealign {args.command}: internal error: {type(error).__name__}: {one_line(error)[:300]} "
+            f"(traceback in {log}; please report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _training_interrupted(error: BaseException) -> int | None:
+    """The exit code for a training stopped by a signal (128 + its number), None for other errors.
+
+    The trainer module is looked up, not imported: if it never ran, this cannot be its error.
+    """
+    trainer = sys.modules.get("posealign.engine.trainer")
+    if trainer is None or not isinstance(error, trainer.TrainingInterrupted):
+        return None
+    return 128 + signal_number(error)
+
+
+def signal_number(error: BaseException) -> int:
+    """The signal that stopped a training (``TrainingInterrupted`` says "stopped by signal N")."""
+    number = getattr(error, "signum", None)
+    if number is None:
+        words = str(error).split()
+        after = words[words.index("signal") + 1] if "signal" in words[:-1] else ""
+        number = int(after) if after.isdigit() else 2
+    return int(number)
+
+
+def write_traceback(error: BaseException, out: str | None) -> Path:
+    """Keep the traceback of an unexpected error in ``OUT/error.log`` (when that folder exists) or a
+    temporary file, and return its path."""
+    text = "".join(traceback.format_exception(error))
+    folder = Path(out) if out and Path(out).is_dir() else None
+    if folder is not None:
+        path = folder / "error.log"
+        try:
+            with open(path, "a") as handle:
+                handle.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)}\n{text}")
+            return path
+        except OSError:
+            pass
+    with tempfile.NamedTemporaryFile("w", prefix="posealign-error-", suffix=".log", delete=False) as handle:
+        handle.write(text)
+    return Path(handle.name)
 
 
 if __name__ == "__main__":

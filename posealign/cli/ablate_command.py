@@ -11,6 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from posealign.cli import add_command_parser
+from posealign.config import load_config
+from posealign.config_checks import check_values
+from posealign.errors import UserError
 from posealign.files import atomic_write_json
 
 ABLATION_ROWS = (
@@ -26,9 +30,7 @@ ABLATION_ROWS = (
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "ablate", help="Table 6: each alignment level, mean ± std over seeds", description=__doc__
-    )
+    parser = add_command_parser(subparsers, "ablate", "Table 6: each alignment level, mean ± std over seeds", __doc__)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ..., N-1)")
     parser.add_argument("--task", default="benchmark", help="task preset (default: the built-in benchmark)")
@@ -50,21 +52,25 @@ def run(args: argparse.Namespace) -> int:
         mean_and_spread,
         run_preset,
     )
-    from posealign.keypoints import get_keypoint_set
 
     out = Path(args.out).resolve()
     shared = [*args.overrides, f"run.pretrain_cache={out / 'pretrain_cache'}"]
+    if args.seeds < 1:
+        raise UserError(f"--seeds {args.seeds}: must be at least 1")
     if args.task == "benchmark":
         shared.append(f"data.benchmark_root={out / 'benchmark'}")
+    for row in args.rows:  # every value checked before the benchmark or a run folder is written
+        config = load_config(row, args.task, [*shared, f"run.out={out / 'seed0' / row}"])
+        check_values(config, check_roots=not config.data.get("benchmark_root"))
+    if args.task == "benchmark":
         ensure_benchmark(config_for("source_only", "benchmark", [*shared, f"run.out={out / 'probe'}"]))
-    groups = list(
-        get_keypoint_set(config_for("daml", args.task, [*shared, "run.out=/dev/null"]).data.keypoint_set).groups
-    )
     per_row: dict[str, list[dict]] = {}
     for seed in range(args.seeds):
         for row in args.rows:
             results = run_preset(row, args.task, out / f"seed{seed}" / row, [*shared, f"run.seed={seed}"])
             per_row.setdefault(results["method"], []).append(results)
+    first = next(iter(per_row.values()))[0]
+    groups = list(first["target"]["groups"]) if "target" in first else []
     means, spreads = {}, {}
     for method, results in per_row.items():
         means[method], spreads[method] = mean_and_spread(results, groups)

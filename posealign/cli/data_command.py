@@ -7,7 +7,8 @@
 ``inspect`` prints one JSON object per record on stdout, ``{"image", "keypoints": [[x, y, v], ...],
 "bbox": [x, y, w, h]}`` (image relative to the dataset root, keypoints in the keypoint set's order, in
 original pixels, v = 1 visible / 0 not), then one JSON summary line on stderr: records per split,
-keypoints never visible, image files missing. Without ``--split`` it reads every split the dataset
+keypoints never visible, image files missing, image files that do not decode (``--no-decode``
+skips that check). Without ``--split`` it reads every split the dataset
 has; a split that cannot be read is listed under ``unavailable``.
 """
 
@@ -20,8 +21,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from posealign.cli import add_command_parser
 from posealign.data.prepare_surreal import SPLITS as SURREAL_SPLITS
-from posealign.data.prepare_surreal import prepare_surreal
 from posealign.data.records import PoseDataset, PoseRecord
 from posealign.data.registry import DATASET_LOADERS
 from posealign.errors import DatasetFormatError, UserError
@@ -39,7 +40,7 @@ CATEGORY_OPTION = {"synanimal": "animal", "tigdog": "animal", "animalpose": "cat
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="inspect datasets, prepare raw releases")
+    parser = add_command_parser(subparsers, "data", "inspect datasets, prepare raw releases", __doc__)
     actions = parser.add_subparsers(dest="action", required=True)
 
     inspect_parser = actions.add_parser("inspect", help="print every record as JSON lines, then a summary on stderr")
@@ -56,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="a loader option, e.g. protocol=standard or num_keypoints=14 (VALUE read as JSON when it parses)",
     )
+    inspect_parser.add_argument("--no-decode", action="store_true", help="do not decode each image (faster)")
     inspect_parser.set_defaults(func=run_inspect)
 
     prepare_parser = actions.add_parser("prepare", help="convert a raw release into the layout its loader reads")
@@ -86,6 +88,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     ever_visible = None
     seen: set[Path] = set()
     missing: list[str] = []
+    unreadable: list[str] = []
     printed = 0
     dataset = None
     for split in splits:
@@ -105,6 +108,8 @@ def run_inspect(args: argparse.Namespace) -> int:
                 seen.add(record.image)
                 if not record.image.is_file():
                     missing.append(_relative(record.image, dataset, args.root))
+                elif not args.no_decode and not _decodes(record.image):
+                    unreadable.append(_relative(record.image, dataset, args.root))
             if args.limit is None or printed < args.limit:
                 print(json.dumps(_record_line(record, dataset, args.root)))
                 printed += 1
@@ -121,10 +126,30 @@ def run_inspect(args: argparse.Namespace) -> int:
         "images": len(seen),
         "images_missing": len(missing),
         "first_missing": missing[0] if missing else None,
+        "images_unreadable": None if args.no_decode else len(unreadable),
+        "first_unreadable": unreadable[0] if unreadable else None,
         "unavailable": unavailable,
     }
+    if unreadable:
+        print(
+            f"posealign data inspect: {len(unreadable)} image(s) do not decode, first {unreadable[0]}; "
+            "replace or remove them",
+            file=sys.stderr,
+        )
     print(json.dumps(summary), file=sys.stderr)
     return 0
+
+
+def _decodes(path: Path) -> bool:
+    """Whether the image file decodes completely (a truncated or corrupt file does not)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception:  # noqa: BLE001 - PIL raises many types for a broken file
+        return False
+    return True
 
 
 def _loader_options(args: argparse.Namespace, loader: Callable[..., PoseDataset]) -> dict:
@@ -171,6 +196,8 @@ def _relative(image: Path, dataset: PoseDataset, root: str) -> str:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    from posealign.data.prepare_surreal import prepare_surreal
+
     report = prepare_surreal(
         args.raw_dir,
         args.out_dir,

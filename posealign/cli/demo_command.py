@@ -1,25 +1,36 @@
-"""``posealign demo --out DIR``: the built-in benchmark end to end, no downloads.
+"""``posealign demo --out DIR [--resume auto]``: the built-in benchmark end to end, no downloads.
 
 Generates the benchmark (once), trains source-only, the oracle, the mean teacher and DAML, evaluates
 each on the target test split (and the source test split), prints a table like the paper's Table 1,
-writes ``DIR/results.json`` and a report. Finished runs in DIR are reused.
+writes ``DIR/results.json`` and a report. Finished runs in DIR are reused and stopped ones continue
+from their latest checkpoint (``--resume auto`` says so explicitly; it is what the demo always does).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
+from posealign.cli import add_command_parser, signal_number
+from posealign.config import load_config
+from posealign.config_checks import check_values
 from posealign.files import atomic_write_json
 
 DEMO_METHODS = ("source_only", "oracle", "mean_teacher", "daml")
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="the built-in benchmark end to end", description=__doc__)
+    parser = add_command_parser(subparsers, "demo", "the built-in benchmark end to end", __doc__)
     parser.add_argument("--out", required=True, help="output folder (benchmark, runs, results.json, report)")
     parser.add_argument("--methods", nargs="+", default=list(DEMO_METHODS), help="method presets to run")
+    parser.add_argument(
+        "--resume",
+        choices=["auto"],
+        default="auto",
+        help="continue stopped runs from their latest checkpoint (always on: finished runs are reused)",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run")
     parser.set_defaults(func=run)
 
@@ -39,11 +50,19 @@ def run(args: argparse.Namespace) -> int:
         f"data.benchmark_root={out / 'benchmark'}",
         f"run.pretrain_cache={out / 'pretrain_cache'}",
     ]
+    for method in args.methods:  # every value checked before the benchmark or a run folder is written
+        check_values(load_config(method, "benchmark", [*shared, f"run.out={out / method}"]), check_roots=False)
     ensure_benchmark(config_for("source_only", "benchmark", [*shared, f"run.out={out / 'source_only'}"]))
     print(f"benchmark ready in {out / 'benchmark'} ({time.time() - started:.0f} s)")
     rows = {}
     for method in args.methods:
-        results = run_preset(method, "benchmark", out / method, shared)
+        try:
+            results = run_preset(method, "benchmark", out / method, shared)
+        except Exception as error:
+            if type(error).__name__ != "TrainingInterrupted":
+                raise
+            print(f"posealign demo: {method} {error}; run the same demo command to continue", file=sys.stderr)
+            return 128 + signal_number(error)
         rows[results["method"]] = {
             domain: _table_numbers(results[domain]) for domain in ("target", "source") if domain in results
         }

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from posealign.cli import add_command_parser
 from posealign.errors import UserError
-from posealign.pose_model_files import load_pose_model, write_exported_model
 
 
 def register(subparsers) -> None:
@@ -41,6 +40,8 @@ def export_model(checkpoint: str | Path, out: str | Path | None = None) -> Path:
         raise UserError(f"{out}: the export file name must end with .safetensors; pass --out MODEL.safetensors")
     if out.is_dir():
         raise UserError(f"{out}: is a folder; pass --out FOLDER/MODEL.safetensors")
+    from posealign.pose_model_files import load_pose_model, write_exported_model
+
     write_exported_model(load_pose_model(checkpoint), out)
     return out
 

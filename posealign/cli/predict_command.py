@@ -19,14 +19,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from posealign.cli import add_command_parser
-from posealign.cli.predict_inputs import attach_boxes, collect_images, open_input_image, read_box_file
-from posealign.cli.predict_outputs import check_output_folder, write_predictions
 from posealign.errors import UserError
-from posealign.inference import PosePrediction, predict_images
-from posealign.pose_model_files import keypoint_set_to_saved, load_pose_model, weights_fingerprint
 
 
 def register(subparsers) -> None:
@@ -41,13 +35,27 @@ def register(subparsers) -> None:
     parser.add_argument("--boxes", default=None, help="COCO JSON with the object boxes (images + annotations' bbox)")
     parser.add_argument("--batch-size", type=int, default=16, help="crops per forward pass (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1 ...")
+    parser.add_argument(
+        "--kpt-thr",
+        type=float,
+        default=0.1,
+        help="overlays: keypoints below this confidence are drawn hollow and unlinked (default: %(default)s)",
+    )
     parser.set_defaults(func=run)
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str):
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a one-line error."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA GPU is visible to torch; use --device cpu or auto")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device!r}: not a device; use auto, cpu, cuda or cuda:N") from None
 
 
 def predict_files(
@@ -57,14 +65,22 @@ def predict_files(
     box_file: str | Path | None = None,
     batch_size: int = 16,
     device: str = "auto",
+    kpt_thr: float = 0.1,
 ) -> list[dict]:
     """Predict every image of ``inputs`` into ``out``; returns the COCO results written.
 
     Every input, the box file and the output folder are checked, and every prediction made, before
     anything is written; the files then replace their previous versions atomically.
     """
+    from posealign.cli.predict_inputs import attach_boxes, collect_images, open_input_image, read_box_file
+    from posealign.cli.predict_outputs import check_output_folder, write_predictions
+    from posealign.inference import predict_images
+    from posealign.pose_model_files import keypoint_set_to_saved, load_pose_model, weights_fingerprint
+
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {batch_size}")
+    if not 0.0 <= kpt_thr <= 1.0:
+        raise UserError(f"--kpt-thr must be between 0 and 1, not {kpt_thr}")
     out = Path(out)
     images = collect_images(inputs)
     if box_file is not None:
@@ -73,7 +89,7 @@ def predict_files(
     fingerprint = weights_fingerprint(model.network)
     check_output_folder(out, fingerprint)
 
-    poses_per_image: list[list[PosePrediction]] = []
+    poses_per_image: list[list] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         decoded = [open_input_image(image.path) for image in chunk]
@@ -90,10 +106,15 @@ def predict_files(
         "boxes": str(box_file) if box_file is not None else None,
         "images": len(images),
     }
-    return write_predictions(out, images, poses_per_image, model.keypoint_set, info, draw_boxes=box_file is not None)
+    return write_predictions(
+        out, images, poses_per_image, model.keypoint_set, info, draw_boxes=box_file is not None, kpt_thr=kpt_thr
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    results = predict_files(args.images, args.checkpoint, args.out, args.boxes, args.batch_size, args.device)
-    print(f"{len(results)} poses -> {args.out}/predictions.json, overlays in {args.out}/overlays/")
+    results = predict_files(
+        args.images, args.checkpoint, args.out, args.boxes, args.batch_size, args.device, args.kpt_thr
+    )
+    out = Path(args.out)
+    print(f"{len(results)} poses -> {out / 'predictions.json'}, overlays in {out / 'overlays'}/")
     return 0

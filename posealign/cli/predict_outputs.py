@@ -63,16 +63,23 @@ def coco_result(image: ImageInput, pose: PosePrediction) -> dict:
 
 
 def draw_overlay(
-    image: Image.Image, poses: list[PosePrediction], keypoint_set: KeypointSet, draw_boxes: bool
+    image: Image.Image,
+    poses: list[PosePrediction],
+    keypoint_set: KeypointSet,
+    draw_boxes: bool,
+    kpt_thr: float = 0.1,
 ) -> Image.Image:
-    """The image (enlarged when small) with each pose's skeleton, confidence-sized dots and their values."""
+    """The image (enlarged when small) with each pose's skeleton, confidence-sized dots and their values;
+    keypoints below ``kpt_thr`` are hollow and unlinked."""
     scale = max(1, math.ceil(OVERLAY_SIDE / max(image.size)))
     canvas = image.resize((image.width * scale, image.height * scale), Image.NEAREST) if scale > 1 else image.copy()
     for pose in poses:
         if draw_boxes:
             x, y, w, h = (float(v) * scale for v in pose.box)
             ImageDraw.Draw(canvas).rectangle((x, y, x + w, y + h), outline=(255, 255, 0), width=max(1, scale // 2))
-        canvas = draw_pose(canvas, pose.keypoints * scale, pose.confidence, keypoint_set, label_confidence=True)
+        canvas = draw_pose(
+            canvas, pose.keypoints * scale, pose.confidence, keypoint_set, min_confidence=kpt_thr, label_confidence=True
+        )
     return canvas
 
 
@@ -97,6 +104,7 @@ def write_predictions(
     keypoint_set: KeypointSet,
     info: dict,
     draw_boxes: bool,
+    kpt_thr: float = 0.1,
 ) -> list[dict]:
     """Write the results, the overlays and ``info`` into ``out``; returns the COCO results written.
 
@@ -107,7 +115,7 @@ def write_predictions(
     staging = Path(tempfile.mkdtemp(prefix=".overlays-", dir=out))
     try:
         for image, poses, name in zip(images, poses_per_image, overlay_names(images), strict=True):
-            overlay = draw_overlay(open_input_image(image.path), poses, keypoint_set, draw_boxes)
+            overlay = draw_overlay(open_input_image(image.path), poses, keypoint_set, draw_boxes, kpt_thr)
             overlay.save(staging / name)
         previous = out / "overlays"
         retired = out / f".overlays-old-{staging.name}"

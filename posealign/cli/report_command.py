@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from posealign.cli import add_command_parser
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "report", help="compare finished runs: table, curves, predictions", description=__doc__
-    )
+    parser = add_command_parser(subparsers, "report", "compare finished runs: table, curves, predictions", __doc__)
     parser.add_argument("runs", nargs="+", help="run directories (with results.json)")
     parser.add_argument("--out", required=True, help="folder for report.md and its figures")
     parser.set_defaults(func=run)

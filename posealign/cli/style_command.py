@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from posealign.style_training import StyleTrainingConfig, train_decoder
+from posealign.style_training_config import StyleTrainingConfig
 
 
 def register(subparsers) -> None:
@@ -35,12 +35,14 @@ def register(subparsers) -> None:
     train.add_argument("--save-every", type=int, default=defaults.save_every, help="checkpoint interval in steps")
     train.add_argument("--workers", type=int, default=defaults.workers, help="image-reading threads")
     train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--device", default=defaults.device)
+    train.add_argument("--device", default=defaults.device, help="auto (cuda when available), cpu, cuda, cuda:1 ...")
     train.add_argument("--resume", action="store_true", help="continue from OUT/decoder_last.pt")
     train.set_defaults(func=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from posealign.style_training import train_decoder
+
     config = StyleTrainingConfig(
         source=args.source,
         target=args.target,

@@ -1,13 +1,24 @@
-"""``posealign train --preset P [--task T] [--out DIR] [--resume auto|CKPT] key=value ...``"""
+"""posealign train --preset P [--task T] [--out DIR] [--resume auto|CKPT] key=value ...
+
+Every setting, with its default and a comment, is in posealign/configs/default.yaml; a method preset
+(configs/presets/), then a task preset (configs/tasks/), then key=value overrides are laid over it.
+Own data: --task coco data.source_root=DIR data.target_root=DIR (README, "Your own data").
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sys
+from pathlib import Path
 
+from omegaconf import DictConfig
+
+from posealign.cli import add_command_parser
 from posealign.config import available_presets, available_tasks, load_config
+from posealign.config_checks import check_values
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default_preset: str = "source_only") -> None:
@@ -17,31 +28,82 @@ def add_config_arguments(parser: argparse.ArgumentParser, default_preset: str = 
     parser.add_argument(
         "--task", default=None, help=f"task preset (data, model size, schedule); one of {available_tasks()}"
     )
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.batch_size=16")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides, e.g. train.batch_size=16 (every key: posealign/configs/default.yaml)",
+    )
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train a method preset on a task", description=__doc__)
+    parser = add_command_parser(subparsers, "train", "train a method preset on a task", __doc__)
     add_config_arguments(parser)
     parser.add_argument("--out", default=None, help="run directory (default: run.out of the config)")
     parser.add_argument("--resume", default=None, help="'auto' for the run's latest checkpoint, or a checkpoint path")
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from posealign.engine.trainer import TrainingInterrupted, train
+def prepared_config(preset: str, task: str | None, overrides: list[str], resume: str | None) -> DictConfig:
+    """The run's config with every value and the run folder checked, and the benchmark generated
+    when the task uses it; nothing is written before the checks pass."""
+    from posealign.engine.run_directory import check_run_directory
 
-    overrides = list(args.overrides) + ([f"run.out={args.out}"] if args.out else [])
-    config = load_config(args.preset, args.task, overrides)
-    if args.task == "benchmark":
+    config = load_config(preset, task, overrides)
+    uses_benchmark = bool(config.data.get("benchmark_root"))
+    check_values(config, check_roots=not uses_benchmark)
+    check_run_directory(config, resume is not None)
+    if uses_benchmark:
         from posealign.benchmark.task import ensure_benchmark
 
         ensure_benchmark(config)
+    return config
+
+
+def finished_results(config: DictConfig) -> dict | None:
+    """The results of this run when its folder holds the finished run (results.json and final.pt)."""
+    run_dir = Path(config.run.out)
+    results, final = run_dir / "results.json", run_dir / "checkpoints" / "final.pt"
+    if not (results.is_file() and final.is_file()):
+        return None
     try:
-        results = train(config, resume=args.resume)
-    except TrainingInterrupted as stopped:
-        print(f"posealign train: {stopped}", file=sys.stderr)
-        return 143
+        return json.loads(results.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def train_in_fresh_folder(config: DictConfig, resume: str | None) -> dict:
+    """``train``; a run folder this call created is removed again when the training fails before
+    its first checkpoint (a late data or checkpoint error must not block the corrected command)."""
+    from posealign.engine.trainer import TrainingInterrupted, train
+
+    run_dir = Path(config.run.out)
+    existed = run_dir.exists()
+    try:
+        return train(config, resume=resume)
+    except TrainingInterrupted:
+        raise
+    except BaseException:
+        checkpoints = run_dir / "checkpoints"
+        if not existed and run_dir.is_dir() and not (checkpoints.is_dir() and any(checkpoints.iterdir())):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides) + ([f"run.out={args.out}"] if args.out else [])
+    config = prepared_config(args.preset, args.task, overrides, args.resume)
+    if args.resume == "auto":
+        finished = finished_results(config)
+        if finished is not None:
+            print(
+                f"posealign train: {config.run.out} is finished (results.json, checkpoints/final.pt); nothing to "
+                "resume. Its numbers follow; to train again choose another --out or delete the folder.",
+                file=sys.stderr,
+            )
+            _print_task_table(config, finished)
+            return 0
+    results = train_in_fresh_folder(config, args.resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # rank 0 evaluates and reports
     _print_task_table(config, results)

@@ -29,6 +29,8 @@ def load_coco(
     crop: ``"bbox"`` feeds a square of ``crop_scale`` x the object's box to the network (the usual
     top-down protocol); ``"image"`` feeds the whole image, aspect kept and zero-padded.
     """
+    if crop not in ("bbox", "image"):
+        raise DatasetFormatError(f"crop must be 'bbox' or 'image', not {crop!r}; pass crop=bbox or crop=image")
     root = Path(root)
     path = Path(annotation_file) if annotation_file else root / "annotations" / f"{split}.json"
     if not path.is_absolute() and annotation_file:
@@ -56,6 +58,11 @@ def load_coco(
     if isinstance(keypoint_set, str):
         keypoint_set = get_keypoint_set(keypoint_set)
     if keypoint_set is None:
+        if not defining.get("keypoints"):
+            raise DatasetFormatError(
+                f"{path}: category {defining.get('name')!r} has no 'keypoints' list of names; add it (COCO "
+                "keypoints format) or name a keypoint set (data.keypoint_set=body16 ...)"
+            )
         keypoint_set = keypoint_set_from_coco_category(defining)
     num_keypoints = keypoint_set.num_keypoints
 
@@ -83,11 +90,9 @@ def load_coco(
             points = triples[visible, :2] if visible.any() else triples[:, :2]
             bbox = np.array([*points.min(0), *(points.max(0) - points.min(0))], dtype=np.float32)
         if crop == "image":
-            crop_box = square_box_around(0, 0, image["width"], image["height"])
-        elif crop == "bbox":
-            crop_box = square_box_around(bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3], crop_scale)
+            crop_box = square_box_around(0, 0, *_image_size(image, root, path))
         else:
-            raise ValueError(f"crop must be 'bbox' or 'image', not {crop!r}")
+            crop_box = square_box_around(bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3], crop_scale)
         collector.add(
             image=root / image["file_name"],
             keypoints=triples[:, :2].copy(),
@@ -99,3 +104,20 @@ def load_coco(
             meta={"image_id": annotation["image_id"], "annotation_id": annotation.get("id")},
         )
     return PoseDataset(name="coco", root=root, keypoint_set=keypoint_set, records=collector.records)
+
+
+def _image_size(image: dict, root: Path, path: Path) -> tuple[int, int]:
+    """An ``images`` entry's (width, height), read from the image file when the entry lacks them."""
+    if "width" in image and "height" in image:
+        return int(image["width"]), int(image["height"])
+    from PIL import Image, UnidentifiedImageError
+
+    file = root / str(image.get("file_name"))
+    try:
+        with Image.open(file) as opened:
+            return opened.size
+    except (OSError, UnidentifiedImageError):
+        raise DatasetFormatError(
+            f"{path}: image {image.get('id')} has no width/height and {file} cannot be read for them; add "
+            "width and height to its 'images' entry"
+        ) from None

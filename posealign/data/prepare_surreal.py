@@ -89,6 +89,16 @@ def prepare_surreal(
             f"{raw_dir}: no clips found under {'/'.join(splits) or '<split>'}/run*/<sequence>/*.mp4; "
             f"point RAW_DIR at SURREAL's cmu folder"
         )
+    _check_same_settings(
+        out_dir,
+        {
+            "stride": stride,
+            "enlarge": enlarge,
+            "size": size,
+            "format": image_format,
+            "min_joints_inside": min_joints_inside,
+        },
+    )
     with tqdm(total=report.clips, unit="clip", disable=not progress) as bar:
         for (name, run), clips in groups.items():
             image_dir = out_dir / name / run
@@ -116,6 +126,29 @@ def prepare_surreal(
                 atomic_write_json(run_file, samples, indent=None)
                 report.run_files.append(str(run_file))
     return report
+
+
+def _check_same_settings(out_dir: Path, settings: dict) -> None:
+    """Record the conversion settings in ``out_dir/prepare.json``; an output made with other settings
+    is refused (its converted clips would be skipped as done and the mix would go unnoticed)."""
+    record = out_dir / "prepare.json"
+    if record.is_file():
+        try:
+            previous = json.loads(record.read_text())
+        except (OSError, json.JSONDecodeError):
+            previous = None
+        if previous is not None and previous != settings:
+            changed = ", ".join(
+                f"--{key.replace('_', '-')} {previous.get(key)} -> {value}"
+                for key, value in settings.items()
+                if previous.get(key) != value
+            )
+            raise DatasetFormatError(
+                f"{out_dir}: was prepared with other settings ({changed}); choose another OUT_DIR or delete it"
+            )
+    elif any(out_dir.glob("*/run*/.clips/*.json")):
+        return  # prepared before settings were recorded: keep resuming it as before
+    atomic_write_json(record, settings)
 
 
 def convert_clip(

@@ -46,6 +46,11 @@ def load_surreal(
     root = Path(root)
     if split not in SPLITS:
         raise DatasetFormatError(f"{root}: SURREAL has splits {list(SPLITS)}, not {split!r}; pass one of them")
+    if not root.is_dir():
+        raise DatasetFormatError(
+            f"{root}: folder not found; give the preprocessed SURREAL folder (data.source_root=DIR in the paper "
+            "tasks; 'posealign data prepare surreal RAW_DIR DIR' makes one)"
+        )
     split_dir = root / split
     if runs is None:
         run_files = sorted(split_dir.glob("run*.json"), key=lambda p: p.stem)

@@ -2,6 +2,7 @@
 
 RUN/config.yaml         the resolved configuration
 RUN/metrics.jsonl       one JSON object per logged step / evaluation
+RUN/train.log           the same steps and evaluations (and trainer notes) as plain text
 RUN/tensorboard/        scalars and prediction images
 RUN/checkpoints/        step_XXXXXXX.pt (resumable), final.pt
 RUN/results.json        the final numbers (written last)
@@ -16,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from posealign.config import resolved, save_config
+from posealign.engine.text_log import TextLog
 from posealign.errors import UserError
 from posealign.files import atomic_write_text
 
@@ -87,11 +89,13 @@ def _first_difference(a, b, prefix: str = "") -> str:
 
 
 class MetricsLog:
-    """JSON-lines metrics (always) and TensorBoard scalars (when enabled); main rank only."""
+    """JSON-lines metrics and the plain-text ``train.log`` (always), TensorBoard scalars (when
+    enabled); main rank only."""
 
     def __init__(self, run_dir: Path, tensorboard: bool, enabled: bool = True) -> None:
         self.enabled = enabled
         self.path = run_dir / "metrics.jsonl"
+        self.text = TextLog(run_dir, enabled)
         self.writer = None
         if enabled and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -104,14 +108,23 @@ class MetricsLog:
         record = {"step": step, "kind": prefix, **values}
         with open(self.path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
+        self.text.metrics(step, prefix, values)
         if self.writer is not None:
             for name, value in values.items():
                 if isinstance(value, int | float) and math.isfinite(value):
                     self.writer.add_scalar(f"{prefix}/{name}", value, step)
 
+    def note(self, message: str) -> None:
+        """A line of the trainer's own (start, resumption, end) in ``train.log``."""
+        self.text.line(message)
+
     def truncate_after(self, step: int) -> None:
-        """On resume, drop lines logged after the checkpoint so the log reads as one clean run."""
-        if not self.enabled or not self.path.is_file():
+        """On resume, drop lines logged after the checkpoint so the log reads as one clean run
+        (``train.log`` keeps its history and says where the run went on from)."""
+        if not self.enabled:
+            return
+        self.text.line(f"resumed at step {step}; metrics logged after it were dropped from metrics.jsonl")
+        if not self.path.is_file():
             return
         lines = self.path.read_text().splitlines()
         kept = [line for line in lines if (logged := _logged_step(line)) is not None and logged <= step]

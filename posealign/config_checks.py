@@ -1,0 +1,158 @@
+"""The values of a resolved config, checked before a command writes anything.
+
+``load_config`` checks that every key exists and has the right kind; ``check_values`` checks what
+the values mean: step counts, names of keypoint sets and datasets, devices, AMP modes, data roots
+and whether ImageNet weights can be had. Every problem is one ``UserError`` line naming the key and
+the fix, raised before a run folder or a benchmark exists, so the corrected command starts clean.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from posealign.errors import UserError
+
+KEYPOINT_SET_FROM_FILE = "from_file"  # data.keypoint_set: the COCO category of the files defines it
+AMP_MODES = ("off", "bf16", "fp16")
+
+
+def check_values(config: DictConfig, *, check_roots: bool = True) -> None:
+    """Raise a one-line ``UserError`` for the first value the training cannot use.
+
+    check_roots: also require each dataset root to be a folder (off while a benchmark that will be
+    generated there does not exist yet).
+    """
+    _check_counts(config)
+    _check_keypoint_set(config)
+    _check_run_settings(config)
+    for key, spec in dataset_entries(config):
+        _check_dataset_entry(config, key, spec, check_roots)
+    _check_pretrained(config)
+
+
+def dataset_entries(config: DictConfig) -> list[tuple[str, DictConfig]]:
+    """(config key, entry) of every dataset a training reads: source, target, each data.eval split."""
+    entries = [("data.source", config.data.source), ("data.target", config.data.target)]
+    entries += [(f"data.eval.{name}", spec) for name, spec in (config.data.get("eval") or {}).items()]
+    return [(key, spec) for key, spec in entries if spec is not None]
+
+
+def _check_counts(config: DictConfig) -> None:
+    minimums = {
+        "train.pretrain_steps": 0,
+        "train.adapt_steps": 0,
+        "train.batch_size": 1,
+        "run.log_every": 1,
+        "run.checkpoint_every": 1,
+        "run.eval_every": 0,
+        "run.num_workers": 0,
+        "data.image_size": 8,
+        "data.heatmap_size": 1,
+    }
+    for key, minimum in minimums.items():
+        section, name = key.split(".")
+        value = config[section][name]
+        if int(value) < minimum:
+            raise UserError(f"{key}={value}: must be at least {minimum}")
+    for key in ("optim.lr", "data.sigma"):
+        section, name = key.split(".")
+        if float(config[section][name]) <= 0:
+            raise UserError(f"{key}={config[section][name]}: must be positive")
+    if int(config.train.pretrain_steps) + int(config.train.adapt_steps) == 0:
+        raise UserError("train.pretrain_steps and train.adapt_steps are both 0: nothing to train")
+
+
+def _check_keypoint_set(config: DictConfig) -> None:
+    from posealign.keypoints import KEYPOINT_SETS
+
+    name = config.data.keypoint_set
+    if name not in KEYPOINT_SETS and name != KEYPOINT_SET_FROM_FILE:
+        known = [*sorted(KEYPOINT_SETS), KEYPOINT_SET_FROM_FILE]
+        raise UserError(
+            f"data.keypoint_set={name}: unknown keypoint set; choose one of {known} "
+            f"({KEYPOINT_SET_FROM_FILE}: the COCO file's category defines it)"
+        )
+
+
+def _check_run_settings(config: DictConfig) -> None:
+    amp = config.run.amp
+    if amp not in AMP_MODES:
+        raise UserError(f"run.amp={amp}: must be off, bf16 or fp16")
+    device = str(config.run.device)
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise UserError(f"run.device={device}: must be auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"run.device={device}: no CUDA GPU is visible to torch here; use run.device=auto or cpu")
+
+
+def _check_dataset_entry(config: DictConfig, key: str, spec: DictConfig, check_roots: bool) -> None:
+    from posealign.data.registry import DATASET_LOADERS
+
+    if spec.get("dataset") not in DATASET_LOADERS:
+        raise UserError(
+            f"{key}.dataset={spec.get('dataset')}: unknown dataset; choose one of {sorted(DATASET_LOADERS)}"
+        )
+    root_key = _root_key(config, key)
+    if spec.get("root") is None:
+        raise UserError(f"{key}: no data root; pass {root_key}=/path/to/{spec.dataset}")
+    root = Path(str(spec.root))
+    if check_roots and not root.is_dir():
+        what = "not a folder" if root.exists() else "folder not found"
+        raise UserError(f"{root}: {what} ({key}); pass {root_key}=/path/to/{spec.dataset}")
+
+
+def _root_key(config: DictConfig, key: str) -> str:
+    """The key a user sets for this entry's root: a task's ``data.source_root`` when it has one."""
+    role = "target" if key.startswith("data.eval.") and key != "data.eval.source" else key.split(".")[-1]
+    shared = f"{role}_root"
+    return f"data.{shared}" if shared in config.data else f"{key}.root"
+
+
+def _check_pretrained(config: DictConfig) -> None:
+    """``model.pretrained=imagenet`` needs torchvision's weights file: in its cache, or downloaded
+    now (before anything is written), with a one-line error saying what to pass when offline."""
+    if config.model.get("pretrained") != "imagenet":
+        return
+    ensure_imagenet_weights(str(config.model.backbone))
+
+
+def imagenet_weights_url(backbone: str) -> str:
+    from torchvision import models
+
+    enum_name = {"resnet18": "ResNet18", "resnet34": "ResNet34", "resnet50": "ResNet50", "resnet101": "ResNet101"}
+    enum_name.update({"resnet152": "ResNet152"})
+    weights = getattr(models, f"{enum_name.get(backbone, backbone)}_Weights", None)
+    if weights is None:
+        raise UserError(f"model.backbone={backbone}: no ImageNet weights known; use model.pretrained=none")
+    return weights.IMAGENET1K_V1.url
+
+
+def ensure_imagenet_weights(backbone: str) -> Path:
+    """The cached ImageNet weights of ``backbone`` (torchvision's cache), downloaded if absent."""
+    import torch
+
+    url = imagenet_weights_url(backbone)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if cached.is_file():
+        return cached
+    try:
+        download_weights(url, cached)
+    except Exception as error:  # noqa: BLE001 - URLError, timeouts, SSL, disk: all mean "not here"
+        raise UserError(
+            f"model.pretrained=imagenet: cannot download {url} ({type(error).__name__}); put the file at "
+            f"{cached}, or pass model.pretrained=/path/to/{backbone}.pth (a torchvision state dict) or model.pretrained=none"
+        ) from None
+    return cached
+
+
+def download_weights(url: str, destination: Path) -> None:
+    """torch.hub's download (a progress bar on stderr, the file renamed into place when complete)."""
+    import torch
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(url, str(destination), progress=True)
