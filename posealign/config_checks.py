@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from posealign.errors import UserError
 
@@ -27,6 +27,7 @@ def check_values(config: DictConfig, *, check_roots: bool = True) -> None:
     _check_counts(config)
     _check_keypoint_set(config)
     _check_run_settings(config)
+    _check_method_choices(config)
     for key, spec in dataset_entries(config):
         _check_dataset_entry(config, key, spec, check_roots)
     _check_pretrained(config)
@@ -62,6 +63,31 @@ def _check_counts(config: DictConfig) -> None:
             raise UserError(f"{key}={config[section][name]}: must be positive")
     if int(config.train.pretrain_steps) + int(config.train.adapt_steps) == 0:
         raise UserError("train.pretrain_steps and train.adapt_steps are both 0: nothing to train")
+
+
+# The method's named choices (configs/default.yaml describes each).
+METHOD_CHOICES = {
+    "mean_teacher.bn_mode": ("train_teacher", "copy", "average"),
+    "mean_teacher.student_batchnorm": ("per_domain", "joint"),
+    "mean_teacher.teacher_target": ("gaussian", "normalize"),
+    "mean_teacher.gate": ("quantile", "random"),
+    "mean_teacher.consistency_mask": ("valid_pixels", "none"),
+    "align.image.encoder": ("vgg19", "patch"),
+    "align.feature.grl": ("constant", "dann"),
+    "align.pose.variant": ("paper", "release"),
+}
+
+
+def _check_method_choices(config: DictConfig) -> None:
+    from posealign.alignment.image_level import require_style_weights
+
+    for key, choices in METHOD_CHOICES.items():
+        value = OmegaConf.select(config, key)
+        if value not in choices:
+            raise UserError(f"{key}={value}: choose one of {list(choices)}")
+    image = config.align.image
+    if image.enabled:
+        require_style_weights(OmegaConf.to_container(image, resolve=True))
 
 
 def _check_keypoint_set(config: DictConfig) -> None:

@@ -6,6 +6,7 @@ ablation and DAML are this class with levels switched on or off by the config.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -50,7 +51,11 @@ def _style_transfer(image_cfg: DictConfig) -> StyleTransfer:
     """The image level's encoder and decoder as ``align.image`` names them."""
     options = {"encoder": image_cfg.encoder, "patch_size": int(image_cfg.patch_size)}
     if image_cfg.encoder != "patch":
-        options.update(encoder_weights=image_cfg.encoder_weights, decoder_weights=image_cfg.decoder_weights)
+        options.update(
+            encoder_weights=image_cfg.encoder_weights,
+            decoder_weights=image_cfg.decoder_weights,
+            allow_random_weights=bool(image_cfg.allow_random_weights),
+        )
     return build_style_transfer(options)
 
 
@@ -179,12 +184,30 @@ class MultiLevelAlignment(nn.Module):
     # -- the step --------------------------------------------------------------------------------
 
     def forward_backward(
-        self, labeled: Batch, target: Batch | None, stage: str, progress: float, step: int, scaler=None
+        self,
+        labeled: Batch,
+        target: Batch | None,
+        stage: str,
+        progress: float,
+        step: int,
+        scaler=None,
+        autocast: AbstractContextManager | None = None,
     ) -> dict[str, float]:
-        """One step's losses, summed as eq. 8 and back-propagated (through ``scaler`` under fp16).
+        """One step: the losses of eq. 8 under ``autocast`` (mixed precision), then backward outside
+        it, as torchvision's references and timm do (through ``scaler`` under fp16).
 
         Returns the logged scalars.
         """
+        with autocast or nullcontext():
+            total, logged = self.forward_losses(labeled, target, stage, progress, step)
+        with _region("backward"):
+            (scaler.scale(total) if scaler is not None else total).backward()
+        return _to_floats(logged)
+
+    def forward_losses(
+        self, labeled: Batch, target: Batch | None, stage: str, progress: float, step: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The step's total loss (eq. 8 in stage 2, L_sup alone in stage 1) and the scalars to log."""
         config = self.config
         adapting = stage == "adapt" and self.teacher is not None
         with _region("image_level"):
@@ -201,25 +224,26 @@ class MultiLevelAlignment(nn.Module):
             with _region("losses"):
                 loss_sup = joints_mse_loss(heatmaps, heatmap_targets, weights)
                 self._check_finite({"loss_sup": loss_sup}, step)
-            with _region("backward"):
-                _backward(loss_sup, scaler)
-            return _to_floats({"loss": loss_sup, "loss_sup": loss_sup})
+            return loss_sup, {"loss": loss_sup, "loss_sup": loss_sup}
 
+        mean_teacher, pose = config.mean_teacher, config.align.pose
         views_t = self.target_views(target)
         batch = views.shape[0]
-        with _region("student_forward"):  # one student forward for both domains
-            heatmaps, features = self.student(torch.cat([views, views_t.student_images]))
+        with _region("student_forward"):  # one call; per domain, each domain's own BatchNorm statistics
+            domains = 2 if mean_teacher.student_batchnorm == "per_domain" else 1
+            heatmaps, features = self.student(torch.cat([views, views_t.student_images]), domains=domains)
         with _region("warps_occlusion_gating"):
             student_common, student_valid = inverse_warp_heatmaps(
                 heatmaps[batch:].float(), views_t.student_matrices, self.stride
             )
         # Eq. 8: L = L_sup + l_c L_cons + l_adv L_adv + l_im L_IM, the terms of the levels switched on.
-        pose = config.align.pose
         with _region("losses"):
             valid = student_valid & views_t.pseudo_label_valid
             losses = {
                 "loss_sup": joints_mse_loss(heatmaps[:batch], heatmap_targets, weights),
-                "loss_cons": consistency_loss(student_common, views_t.pseudo_labels, views_t.gate, valid),
+                "loss_cons": consistency_loss(
+                    student_common, views_t.pseudo_labels, views_t.gate, valid, mean_teacher.consistency_mask
+                ),
             }
         if self.discriminator is not None:
             with _region("discriminator_forward"):
@@ -234,12 +258,10 @@ class MultiLevelAlignment(nn.Module):
         with _region("losses"):
             total = _weighted_sum(losses, self.loss_weights())
             self._check_finite(losses, step)
-        with _region("backward"):
-            _backward(total, scaler)
         logged = {**losses, "loss": total, "gate_fraction": views_t.gate.float().mean()}
         if self.discriminator is not None:
             logged["discriminator_accuracy"] = accuracy
-        return _to_floats(logged)
+        return total, logged
 
     @torch.no_grad()
     def update_teacher(self) -> None:
@@ -287,10 +309,6 @@ def _weighted_sum(losses: dict[str, torch.Tensor], weights: dict[str, float]) ->
         if name != "loss_sup":
             total = total + weights[name] * value
     return total
-
-
-def _backward(loss: torch.Tensor, scaler) -> None:
-    (scaler.scale(loss) if scaler is not None else loss).backward()
 
 
 def _to_floats(scalars: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -7,7 +7,6 @@ encoder and ``g`` its decoder. Images are RGB in [0, 1], shape (B, 3, H, W).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Literal
 
@@ -149,15 +148,34 @@ _CONFIG_DEFAULTS = {
     "patch_size": 4,
     "patch_basis": "dct",
     "padding_mode": "reflect",
+    "allow_random_weights": False,
 }
+
+
+def require_style_weights(options: Mapping) -> None:
+    """A vgg19 image level without both weight files would stylize with random networks: refuse,
+    unless ``allow_random_weights`` says that is meant (tests, timing)."""
+    if options.get("encoder", "patch") != "vgg19" or options.get("allow_random_weights"):
+        return
+    unset = [key for key in ("encoder_weights", "decoder_weights") if options.get(key) in (None, "", "none")]
+    if unset:
+        keys = " and ".join(f"align.image.{key}" for key in unset)
+        raise UserError(
+            f"align.image.encoder=vgg19 with {keys} unset would stylize with random networks; give the published "
+            "AdaIN weights (align.image.encoder_weights=vgg_normalised.pth align.image.decoder_weights=decoder.pth, "
+            "the files the released DAML code loads), or train a decoder on your two domains with "
+            "`posealign style train` and pass its decoder.pt, or use align.image.encoder=patch (no weights); "
+            "align.image.allow_random_weights=true only for tests and timing"
+        )
 
 
 def build_style_transfer(cfg: Mapping | None = None) -> StyleTransfer:
     """Build from ``{encoder: "patch"|"vgg19", encoder_weights: null|path|"imagenet",
     decoder_weights: null|path, patch_size: 4, patch_basis: "dct"|"random", padding_mode: "reflect"}``.
 
-    "patch" needs no weights (its decoder is exact); "vgg19" needs a decoder trained for its encoder
-    (``posealign style train``): without ``decoder_weights`` the decoder is random (a warning says so).
+    "patch" needs no weights (its decoder is exact); "vgg19" needs the encoder's weights and a decoder
+    trained for it (``posealign style train``): without them it refuses (:func:`require_style_weights`)
+    unless ``allow_random_weights`` is true.
     """
     options = dict(_CONFIG_DEFAULTS)
     for key, value in (cfg or {}).items():
@@ -170,11 +188,10 @@ def build_style_transfer(cfg: Mapping | None = None) -> StyleTransfer:
         encoder = InvertiblePatchEncoder(int(options["patch_size"]), basis=options["patch_basis"])
         return StyleTransfer(encoder, encoder.decoder())
     if options["encoder"] == "vgg19":
+        require_style_weights(options)
         encoder = VGG19Relu41Encoder(options["encoder_weights"], padding_mode=options["padding_mode"])
         decoder = AdaINDecoder(encoder.output_channels)
-        if options["decoder_weights"] is None:
-            warnings.warn("vgg19 style transfer with a random decoder: set decoder_weights", stacklevel=2)
-        else:
+        if options["decoder_weights"] is not None:
             load_decoder_weights(decoder, options["decoder_weights"])
         return StyleTransfer(encoder, decoder)
     raise UserError(f"style transfer config: encoder must be 'patch' or 'vgg19', not {options['encoder']!r}")

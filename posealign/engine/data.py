@@ -8,6 +8,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from posealign.config_checks import KEYPOINT_SET_FROM_FILE
 from posealign.data.batch import Batch
 from posealign.data.pose_dataset import CroppedPoseDataset, check_keypoint_count
 from posealign.data.registry import load_dataset
@@ -84,11 +85,15 @@ def build_dataset(spec: DictConfig, config: DictConfig, role: str) -> CroppedPos
 
 
 def run_keypoint_set(config: DictConfig, datasets: list[CroppedPoseDataset]) -> KeypointSet:
-    """The keypoint set named by the config, or the first dataset's (COCO data defines its own)."""
-    try:
-        keypoint_set = get_keypoint_set(config.data.keypoint_set)
-    except KeyError:
+    """The keypoint set named by the config, or with ``from_file`` the first dataset's (a COCO
+    category defines its own)."""
+    if config.data.keypoint_set == KEYPOINT_SET_FROM_FILE:
         keypoint_set = datasets[0].dataset.keypoint_set
+    else:
+        try:
+            keypoint_set = get_keypoint_set(config.data.keypoint_set)
+        except KeyError:
+            raise UserError(f"data.keypoint_set={config.data.keypoint_set}: unknown keypoint set") from None
     for dataset in datasets:
         check_keypoint_count(dataset.dataset, keypoint_set.num_keypoints, dataset.dataset.name)
     return keypoint_set

@@ -9,7 +9,12 @@ from posealign.engine.distributed import DistributedContext, any_rank
 
 
 class TrainingInterrupted(RuntimeError):
-    """SIGTERM or SIGINT arrived; a checkpoint was saved before stopping."""
+    """SIGTERM or SIGINT arrived; a checkpoint was saved before stopping. ``signum`` says which (the
+    command exits with 128 + signum, as a shell does)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 class StopSignal:

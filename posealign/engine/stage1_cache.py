@@ -15,8 +15,12 @@ from posealign.engine.checkpoint import load_checkpoint
 from posealign.engine.training_state import TrainingState
 
 
-def pretraining_key(config: DictConfig) -> str:
-    """What stage 1 depends on: two runs with the same key share one source pretraining."""
+def pretraining_key(config: DictConfig, world_size: int = 1) -> str:
+    """What stage 1 depends on: two runs with the same key share one source pretraining.
+
+    The number of ranks is part of it: each rank's data position and RNG state are saved, and the
+    effective batch is batch_size x ranks.
+    """
     plain = OmegaConf.to_container(resolved(config))
     relevant = {
         "data": {
@@ -28,7 +32,7 @@ def pretraining_key(config: DictConfig) -> str:
             "milestones": [m for m in plain["optim"]["milestones"] if m <= plain["train"]["pretrain_steps"]],
         },
         "augment": plain["augment"],
-        "run": {k: plain["run"][k] for k in ("seed", "amp", "channels_last")},
+        "run": {**{k: plain["run"][k] for k in ("seed", "amp", "channels_last")}, "world_size": world_size},
         "train": {
             k: plain["train"][k] for k in ("batch_size", "supervised_on", "pretrain_steps", "pretrain_image_level")
         },
@@ -39,11 +43,12 @@ def pretraining_key(config: DictConfig) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def stage1_cache_file(config: DictConfig) -> Path | None:
+def stage1_cache_file(config: DictConfig, world_size: int = 1) -> Path | None:
     """This run's entry in ``run.pretrain_cache``; None when the run shares no stage 1."""
     if not config.run.pretrain_cache:
         return None
-    return Path(config.run.pretrain_cache) / f"pretrain_{pretraining_key(config)}.pt"
+    key = pretraining_key(config, world_size)
+    return Path(config.run.pretrain_cache) / f"pretrain_{key}.pt"
 
 
 def reuse_stage1(training: TrainingState, cache_file: Path) -> None:

@@ -69,9 +69,9 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
     # discriminator initialisation would shift them), so stage 1 trained here equals a cached one.
     torch.manual_seed(int(config.run.seed) + context.rank)
     step = maybe_resume(training, resume, log)
-    cache_file = stage1_cache_file(config)
+    cache_file = stage1_cache_file(config, context.world_size)
     step = maybe_reuse_stage1(training, cache_file, step)
-    _announce(config, context)
+    log.note(_announce(config, context))
 
     pretrain_steps, total_steps = _schedule(config)
     training.method.set_train_mode()
@@ -82,6 +82,7 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
             if step == pretrain_steps:  # stage 2 begins here (not when resuming inside it)
                 keep_stage1(training, cache_file, step)
                 training.method.start_adaptation()
+            progress.set_postfix(stage="adapt")
             step = run_steps(training, "adapt", step, total_steps, data, log, progress, stop)
     if not adapts(config):
         keep_stage1(training, cache_file, step)
@@ -97,6 +98,7 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
     }
     if context.is_main:
         results.update(evaluate_final(training, data, log, step))
+        log.note(f"finished: {step} steps in {elapsed:.0f} s; target PCK {results.get('target', {}).get('pck')}")
         atomic_write_json(run_dir / "results.json", results)
     log.close()
     barrier(context)
@@ -154,6 +156,7 @@ def maybe_resume(training: TrainingState, resume: str | None, log: MetricsLog) -
     step = training.restore(path)
     log.truncate_after(step)
     _say(training.context, f"resumed from {path} at step {step}")
+    log.note(f"resumed from {path} at step {step}")
     return step
 
 
@@ -197,7 +200,8 @@ def run_steps(
         if stop.requested(context):
             training.save(step)
             raise TrainingInterrupted(
-                f"stopped by signal {stop.received} at step {step}; checkpoint saved, continue with --resume auto"
+                f"stopped by signal {stop.received} at step {step}; checkpoint saved, continue with --resume auto",
+                signum=stop.received,
             )
         if step % int(config.run.checkpoint_every) == 0 and step < total_steps:
             training.save(step)
@@ -222,15 +226,15 @@ def train_one_step(training: TrainingState, stage: str, step: int) -> dict[str, 
     # A diverging forward overwrites BatchNorm statistics before its loss is checked.
     buffers_before = [b.detach().clone() for b in method.buffers()]
     try:
-        with _autocast(config, device):
-            logs = method.forward_backward(
-                labeled,
-                target,
-                stage,
-                progress=max(step - pretrain_steps, 0) / max(total_steps - pretrain_steps, 1),
-                step=step,
-                scaler=training.scaler,
-            )
+        logs = method.forward_backward(
+            labeled,
+            target,
+            stage,
+            progress=max(step - pretrain_steps, 0) / max(total_steps - pretrain_steps, 1),
+            step=step,
+            scaler=training.scaler,
+            autocast=_autocast(config, device),
+        )
     except NonFiniteLossError as error:
         # Parameters and optimiser states are still those of the last good step; the buffers are put back.
         torch._foreach_copy_(list(method.buffers()), buffers_before)
@@ -292,16 +296,17 @@ def _pck_record(result: dict) -> dict:
     return {"pck": result["pck"], **{f"pck_{g}": v for g, v in result["groups"].items()}}
 
 
-def _announce(config: DictConfig, context: DistributedContext) -> None:
-    """The schedule and the effective batch, up front."""
+def _announce(config: DictConfig, context: DistributedContext) -> str:
+    """The schedule and the effective batch, up front (printed, and returned for the text log)."""
     pretrain_steps, total_steps = _schedule(config)
     batch_size = int(config.train.batch_size)
-    _say(
-        context,
+    message = (
         f"{config.method}: {total_steps} steps ({pretrain_steps} pretrain + {total_steps - pretrain_steps} adapt), "
         f"batch {batch_size} x {context.world_size} rank(s) = {batch_size * context.world_size} per domain, "
-        f"lr {config.optim.lr}, device {context.device}",
+        f"lr {config.optim.lr}, device {context.device}"
     )
+    _say(context, message)
+    return message
 
 
 def _progress_bar(config: DictConfig, context: DistributedContext, step: int) -> tqdm:

@@ -88,7 +88,11 @@ class TrainingState:
         self.labeled_stream.load_state_dict(state["data"]["labeled"])
         if self.target_stream is not None and state["data"].get("target") is not None:
             self.target_stream.load_state_dict(state["data"]["target"])
-        method.style_cache = state.get("style_cache") or {}
+        # Saved on the CPU (torch.load maps there); the step multiplies them with device tensors.
+        device = self.context.device
+        method.style_cache = {
+            index: tuple(t.to(device) for t in stats) for index, stats in (state.get("style_cache") or {}).items()
+        }
         rng = state["rng"]
         restore_rng_state(rng[self.context.rank] if isinstance(rng, list) else rng)
 
@@ -105,6 +109,7 @@ class TrainingState:
         """Load the checkpoint at ``path`` and return its step; a checkpoint of another run is a UserError."""
         state = load_checkpoint(path)
         _check_same_keypoints(state, self.keypoint_set, path)
+        _check_same_world_size(state, self.context.world_size, path)
         try:
             self.load_state_dict(state)
         except (KeyError, RuntimeError, ValueError) as error:
@@ -124,6 +129,17 @@ def _gather_rng_states(context: DistributedContext) -> list[dict]:
     states: list[dict] = [None] * context.world_size  # type: ignore[list-item]
     torch.distributed.all_gather_object(states, state)
     return states
+
+
+def _check_same_world_size(state: dict, world_size: int, path: Path) -> None:
+    """Each rank's data position and RNG stream are saved; another number of ranks cannot continue them."""
+    rng = state.get("rng")
+    saved = len(rng) if isinstance(rng, list) else 1
+    if saved != world_size:
+        raise UserError(
+            f"{path}: checkpoint was written by {saved} rank(s), this run has {world_size}; resume with "
+            f"torchrun --nproc_per_node {saved}, or start a new run"
+        )
 
 
 def _check_same_keypoints(state: dict, keypoint_set: KeypointSet, path: Path) -> None:
