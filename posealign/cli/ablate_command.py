@@ -54,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out).resolve()
     shared = [*args.overrides, f"run.pretrain_cache={out / 'pretrain_cache'}"]
-    if args.task == "benchmark":
+    if config_for("source_only", args.task, [*shared, "run.out=/dev/null"]).data.get("benchmark_root"):
         shared.append(f"data.benchmark_root={out / 'benchmark'}")
-        ensure_benchmark(config_for("source_only", "benchmark", [*shared, f"run.out={out / 'probe'}"]))
+        ensure_benchmark(config_for("source_only", args.task, [*shared, f"run.out={out / 'probe'}"]))
     groups = list(
         get_keypoint_set(config_for("daml", args.task, [*shared, "run.out=/dev/null"]).data.keypoint_set).groups
     )

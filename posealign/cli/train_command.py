@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides) + ([f"run.out={args.out}"] if args.out else [])
     config = load_config(args.preset, args.task, overrides)
-    if args.task == "benchmark":
+    if config.data.get("benchmark_root"):  # a task on the built-in benchmark: render it once
         from posealign.benchmark.task import ensure_benchmark
 
         ensure_benchmark(config)
