@@ -57,13 +57,16 @@ def run(args: argparse.Namespace) -> int:
     shared = [*args.overrides, f"run.pretrain_cache={out / 'pretrain_cache'}"]
     if args.seeds < 1:
         raise UserError(f"--seeds {args.seeds}: must be at least 1")
-    if args.task == "benchmark":
+    uses_benchmark = bool(
+        config_for("source_only", args.task, [*shared, "run.out=/dev/null"]).data.get("benchmark_root")
+    )
+    if uses_benchmark:
         shared.append(f"data.benchmark_root={out / 'benchmark'}")
     for row in args.rows:  # every value checked before the benchmark or a run folder is written
         config = load_config(row, args.task, [*shared, f"run.out={out / 'seed0' / row}"])
         check_values(config, check_roots=not config.data.get("benchmark_root"))
-    if args.task == "benchmark":
-        ensure_benchmark(config_for("source_only", "benchmark", [*shared, f"run.out={out / 'probe'}"]))
+    if uses_benchmark:
+        ensure_benchmark(config_for("source_only", args.task, [*shared, f"run.out={out / 'probe'}"]))
     per_row: dict[str, list[dict]] = {}
     for seed in range(args.seeds):
         for row in args.rows:

@@ -110,7 +110,17 @@ class SimpleBaseline(nn.Module):
         nn.init.normal_(self.head.weight, std=0.001)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, domains: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """``domains`` > 1: the batch is that many equal parts (one per domain), each run on its own, so
+        BatchNorm normalises each domain with its own batch statistics and updates its running
+        statistics once per part, in order (the released code's ``student(x_s)``, then
+        ``student(x_t)``). One call either way, so DDP sees one forward per backward.
+        """
+        if domains > 1:
+            if images.shape[0] % domains:
+                raise ValueError(f"a batch of {images.shape[0]} does not split into {domains} equal domain parts")
+            parts = [self(part) for part in images.chunk(domains)]
+            return torch.cat([h for h, _ in parts]), torch.cat([f for _, f in parts])
         features = self.deconv(self.backbone((images - self.pixel_mean) / self.pixel_std))
         return self.head(features), features
 
