@@ -304,7 +304,7 @@ def test_ctrl_c_exits_130_in_train_and_demo(capsys, tmp_path, monkeypatch):
 
     def stopped(*args, **kwargs):
         raise trainer.TrainingInterrupted(
-            "stopped by signal 2 at step 3; checkpoint saved, continue with --resume auto"
+            "stopped by signal 2 at step 3; checkpoint saved, continue with --resume auto", signum=2
         )
 
     monkeypatch.setattr(trainer, "train", stopped)

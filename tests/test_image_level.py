@@ -227,13 +227,31 @@ def test_decoder_matches_the_release_layout_and_builds_from_config(tmp_path):
     )
     path = tmp_path / "decoder.pth"
     torch.save(release_decoder.state_dict(), path)
-    transfer = build_style_transfer({"encoder": "vgg19", "decoder_weights": str(path)})
+    # The encoder stays random here (opted in): this test is about the decoder's layout.
+    transfer = build_style_transfer({"encoder": "vgg19", "decoder_weights": str(path), "allow_random_weights": True})
     assert isinstance(transfer, StyleTransfer)
     torch.testing.assert_close(transfer.decoder[1].weight, release_decoder[1].weight)
     content, style = torch.rand(2, 3, 36, 28), torch.rand(2, 3, 32, 32)  # sides not multiples of 8: cropped back
     assert transfer.stylize(content, style=style, alpha=torch.rand(2)).shape == content.shape
     with pytest.raises(UserError, match="unknown key"):
         build_style_transfer({"encoder": "patch", "patchsize": 4})
+
+
+def test_vgg19_without_weight_files_refuses_unless_opted_in(tmp_path, capsys):
+    from posealign.cli import main
+
+    for missing in ({}, {"encoder_weights": "vgg.pth"}, {"decoder_weights": "decoder.pth"}):
+        with pytest.raises(UserError, match="random networks") as error:
+            build_style_transfer({"encoder": "vgg19", **missing})
+        assert "posealign style train" in str(error.value) and "allow_random_weights" in str(error.value)
+    assert isinstance(build_style_transfer({"encoder": "vgg19", "allow_random_weights": True}), StyleTransfer)
+    # A paper task with the default image level: one line, exit 2, before any folder is written.
+    roots = [f"data.source_root={tmp_path}", f"data.target_root={tmp_path}"]
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "daml", "--task", "surreal2lsp", "--out", str(out), *roots]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "align.image.encoder_weights and align.image.decoder_weights unset" in err[0]
+    assert not out.exists()
 
 
 # --- posealign style train -------------------------------------------------------------------------------

@@ -184,3 +184,20 @@ def test_report_refuses_an_unfinished_run(runs, tmp_path, capsys):
     code = main(["report", str(unfinished), "--out", str(tmp_path / "r")])
     message = capsys.readouterr().err.strip()
     assert code != 0 and "unfinished" in message and "results.json" in message
+
+
+def test_eval_of_an_imagenet_run_loads_no_imagenet_weights(runs, tmp_path, monkeypatch, capsys):
+    # A checkpoint trained from ImageNet weights carries model.pretrained=imagenet; its own weights
+    # replace them, so eval must not fetch them (offline it would fail with URLError).
+    state = torch.load(runs["source_only"] / "checkpoints" / "final.pt", map_location="cpu", weights_only=False)
+    state["config"]["model"]["pretrained"] = "imagenet"
+    checkpoint = tmp_path / "imagenet_run.pt"
+    torch.save(state, checkpoint)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("eval tried to load ImageNet weights")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    assert main(["eval", str(checkpoint), "--device", "cpu"]) == 0
+    trained = json.loads((runs["source_only"] / "results.json").read_text())
+    assert json.loads(capsys.readouterr().out)["target"]["pck"] == trained["target"]["pck"]

@@ -292,11 +292,27 @@ def test_two_ranks_keep_identical_networks_and_resume_on_one(benchmark_root, tmp
         for name, tensor in rank0[network].items():
             assert torch.equal(tensor, checkpoint[network][name]), f"{network}.{name}"
 
-    # Rank 0's checkpoint after step 3 continues in a single process.
+    # Rank 0's checkpoint after step 3 continues in a single process, and says what is not exact.
     resume_from = out / "checkpoints" / "step_0000003.pt"
     code, stdout, _ = run_cli(capsys, [*train_argv(out, benchmark_root, *schedule), "--resume", str(resume_from)])
     assert code == 0 and "resumed from" in stdout and "batch 8 x 1 rank(s)" in stdout
+    assert "written by 2 rank(s), continued on 1" in stdout
     assert json.loads((out / "results.json").read_text())["steps"] == 5
+
+    # And a one-process checkpoint continues on two ranks (it once failed at rng[rank]).
+    wider = [*schedule[:1], "train.adapt_steps=4", *schedule[2:]]
+    result = subprocess.run(
+        [*command, "-m", "posealign", *train_argv(tmp_path / "wider", benchmark_root, *wider)]
+        + ["--resume", str(out / "checkpoints" / "final.pt")],
+        cwd=tmp_path,
+        env=SUBPROCESS_ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "written by 1 rank(s), continued on 2" in result.stdout
+    assert json.loads((tmp_path / "wider" / "results.json").read_text())["steps"] == 6
 
 
 # The supervised loss of rank 1 alone turns NaN at step 1 (its second call): the data of one rank
@@ -431,3 +447,16 @@ def test_nan_loss_stops_naming_the_term_and_step_after_saving(benchmark_root, tm
     assert state["step"] == 1
     assert all(torch.isfinite(tensor).all() for tensor in state["student"].values() if tensor.is_floating_point())
     assert not (out / "results.json").exists()
+
+
+def test_compiled_student_trains_both_stages_and_saves_plain_keys(benchmark_root, tmp_path, capsys):
+    # aot_eager traces with dynamo and AOTAutograd as inductor does, without compiling C++ kernels.
+    out = tmp_path / "compiled"
+    schedule = ["train.pretrain_steps=2", "train.adapt_steps=2", "run.compile=true", "run.compile_backend=aot_eager"]
+    code, stdout, _ = run_cli(capsys, train_argv(out, benchmark_root, *schedule))
+    assert code == 0, stdout
+    state = torch.load(out / "checkpoints" / "final.pt", map_location="cpu", weights_only=False)
+    assert not any(key.startswith("_orig_mod.") for key in state["student"])
+    assert state["student"].keys() == state["teacher"].keys()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["stage"] for row in rows if row["kind"] == "train"] == ["pretrain", "pretrain", "adapt", "adapt"]

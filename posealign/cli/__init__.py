@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import tempfile
 import time
@@ -118,13 +119,8 @@ def _training_interrupted(error: BaseException) -> int | None:
 
 
 def signal_number(error: BaseException) -> int:
-    """The signal that stopped a training (``TrainingInterrupted`` says "stopped by signal N")."""
-    number = getattr(error, "signum", None)
-    if number is None:
-        words = str(error).split()
-        after = words[words.index("signal") + 1] if "signal" in words[:-1] else ""
-        number = int(after) if after.isdigit() else 2
-    return int(number)
+    """The signal that stopped a training (``TrainingInterrupted.signum``; SIGINT if unknown)."""
+    return int(getattr(error, "signum", signal.SIGINT))
 
 
 def write_traceback(error: BaseException, out: str | None) -> Path:

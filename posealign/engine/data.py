@@ -195,10 +195,16 @@ class BatchStream:
         return items
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "consumed": self.consumed}
+        return {"epoch": self.epoch, "consumed": self.consumed, "world_size": self.world_size}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue where ``state`` stopped. Saved with another number of ranks, the shares of the
+        permutation differ: the same epoch continues at the same fraction of it (the batches are not
+        those the saved run would have drawn)."""
         self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
+        saved_world_size = int(state.get("world_size", self.world_size))
+        if saved_world_size != self.world_size:
+            self.consumed = self.consumed * saved_world_size // self.world_size
         self._iterator = None
 
 

@@ -130,7 +130,7 @@ def build_training(config: DictConfig, data: RunData, context: DistributedContex
         if method.discriminator is not None:
             method.discriminator = DistributedDataParallel(method.discriminator, device_ids=ids)
     if config.run.compile:
-        method.student = torch.compile(method.student)
+        method.student = torch.compile(method.student, backend=str(config.run.compile_backend))
     return TrainingState(
         config=config,
         context=context,
@@ -153,10 +153,16 @@ def maybe_resume(training: TrainingState, resume: str | None, log: MetricsLog) -
     path = latest_checkpoint(training.checkpoint_dir) if resume == "auto" else Path(resume)
     if path is None:
         return 0
-    step = training.restore(path)
+    step, saved_world_size = training.restore(path)
     log.truncate_after(step)
-    _say(training.context, f"resumed from {path} at step {step}")
-    log.note(f"resumed from {path} at step {step}")
+    message = f"resumed from {path} at step {step}"
+    if saved_world_size != training.context.world_size:
+        message += (
+            f" (written by {saved_world_size} rank(s), continued on {training.context.world_size}: networks,"
+            " optimisers and schedule continue exactly; data order and random streams do not)"
+        )
+    _say(training.context, message)
+    log.note(message)
     return step
 
 

@@ -93,8 +93,13 @@ class TrainingState:
         method.style_cache = {
             index: tuple(t.to(device) for t in stats) for index, stats in (state.get("style_cache") or {}).items()
         }
-        rng = state["rng"]
-        restore_rng_state(rng[self.context.rank] if isinstance(rng, list) else rng)
+        rng = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+        if len(rng) == self.context.world_size:
+            restore_rng_state(rng[self.context.rank])
+        else:
+            # Saved by another number of ranks: each rank draws a stream of its own from rank 0's state.
+            restore_rng_state(rng[0])
+            torch.manual_seed(int(torch.randint(2**62, ())) + self.context.rank)
 
     def save(self, step: int, path: Path | None = None) -> None:
         """Rank 0 writes the checkpoint (default: ``checkpoints/step_N.pt``, older ones pruned); all ranks wait."""
@@ -105,11 +110,11 @@ class TrainingState:
                 prune_checkpoints(self.checkpoint_dir)
         barrier(self.context)
 
-    def restore(self, path: Path) -> int:
-        """Load the checkpoint at ``path`` and return its step; a checkpoint of another run is a UserError."""
+    def restore(self, path: Path) -> tuple[int, int]:
+        """Load the checkpoint at ``path``; returns its step and the number of ranks that wrote it.
+        A checkpoint of another run is a UserError."""
         state = load_checkpoint(path)
         _check_same_keypoints(state, self.keypoint_set, path)
-        _check_same_world_size(state, self.context.world_size, path)
         try:
             self.load_state_dict(state)
         except (KeyError, RuntimeError, ValueError) as error:
@@ -118,7 +123,7 @@ class TrainingState:
             raise UserError(
                 f"{path}: checkpoint does not fit this run's networks ({detail}); resume with a checkpoint of the same config"
             ) from None
-        return int(state["step"])
+        return int(state["step"]), len(state["rng"]) if isinstance(state["rng"], list) else 1
 
 
 def _gather_rng_states(context: DistributedContext) -> list[dict]:
@@ -129,17 +134,6 @@ def _gather_rng_states(context: DistributedContext) -> list[dict]:
     states: list[dict] = [None] * context.world_size  # type: ignore[list-item]
     torch.distributed.all_gather_object(states, state)
     return states
-
-
-def _check_same_world_size(state: dict, world_size: int, path: Path) -> None:
-    """Each rank's data position and RNG stream are saved; another number of ranks cannot continue them."""
-    rng = state.get("rng")
-    saved = len(rng) if isinstance(rng, list) else 1
-    if saved != world_size:
-        raise UserError(
-            f"{path}: checkpoint was written by {saved} rank(s), this run has {world_size}; resume with "
-            f"torchrun --nproc_per_node {saved}, or start a new run"
-        )
 
 
 def _check_same_keypoints(state: dict, keypoint_set: KeypointSet, path: Path) -> None:
