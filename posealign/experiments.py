@@ -4,7 +4,11 @@ reuse finished runs, and print the paper's table layout."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -33,6 +37,78 @@ def run_preset(preset: str, task: str | None, out: Path, overrides: list[str] | 
         return json.loads(results_file.read_text())
     has_checkpoints = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step_*.pt"))
     return train(config, resume="auto" if has_checkpoints else None)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One row of an experiment: a preset on a task, trained into ``out`` with ``overrides``."""
+
+    preset: str
+    task: str | None
+    out: Path
+    overrides: tuple[str, ...] = ()
+
+
+def run_presets(planned: list[PlannedRun], jobs: int = 1, threads: int = 0) -> list[dict]:
+    """The results of every planned run, in order; finished runs are reused.
+
+    ``jobs`` > 1 trains runs side by side in that many worker processes, each with ``threads``
+    torch threads (0: the cores divided among the jobs). On a small CPU, processes of one thread
+    each do more work per second than one process of several threads (less synchronisation inside
+    each convolution). A run that reuses another's stage 1 (``run.pretrain_cache``) starts only when
+    the run that trains that stage 1 has finished, so no stage 1 is trained twice.
+    """
+    if jobs <= 1 or len(planned) <= 1:
+        return [run_preset(p.preset, p.task, p.out, list(p.overrides)) for p in planned]
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    waits_for = _stage1_dependencies(planned)
+    dependents = [waits_for.count(i) for i in range(len(planned))]
+    results: dict[int, dict] = {}
+    running: dict[Future, int] = {}
+    pending = list(range(len(planned)))
+    context = get_context("spawn")  # a forked process would inherit torch's thread pools mid-state
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_set_threads, initargs=(threads,)
+    ) as pool:
+        while pending or running:
+            ready = [i for i in pending if waits_for[i] is None or waits_for[i] in results]
+            for index in sorted(ready, key=lambda i: -dependents[i]):  # stage-1 producers first
+                if len(running) == jobs:
+                    break
+                pending.remove(index)
+                run = planned[index]
+                running[
+                    pool.submit(run_preset, run.preset, run.task, run.out, [*run.overrides, "run.progress=false"])
+                ] = index
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = running.pop(future)
+                results[index] = future.result()  # a worker's error (or TrainingInterrupted) surfaces here
+                print(f"{results[index]['method']}: done ({planned[index].out})", flush=True)
+    return [results[i] for i in range(len(planned))]
+
+
+def _stage1_dependencies(planned: list[PlannedRun]) -> list[int | None]:
+    """For each run, the earlier run that trains the stage 1 it reuses (None: it trains its own)."""
+    from posealign.engine.stage1_cache import pretraining_key
+
+    producers: dict[str, int] = {}
+    waits_for: list[int | None] = []
+    for index, run in enumerate(planned):
+        config = load_config(run.preset, run.task, [*run.overrides, f"run.out={run.out}"])
+        if not config.run.pretrain_cache or int(config.train.pretrain_steps) == 0:
+            waits_for.append(None)
+            continue
+        key = pretraining_key(config)
+        waits_for.append(producers.get(key))
+        producers.setdefault(key, index)
+    return waits_for
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def config_for(preset: str, task: str | None, overrides: list[str] | None = None):

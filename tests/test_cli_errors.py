@@ -312,7 +312,7 @@ def test_ctrl_c_exits_130_in_train_and_demo(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(posealign.benchmark.task, "ensure_benchmark", lambda config: None)
     code, _, err = run_cli(capsys, "train", "--task", "benchmark", "--out", str(tmp_path / "r"))
     assert code == 130 and len(err) == 1 and "--resume auto" in err[0]
-    code, _, err = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"), "--resume", "auto")
+    code, _, err = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"), "--resume", "auto", "--jobs", "1")
     assert code == 130 and len(err) == 1 and "same demo command" in err[0]
 
 

@@ -38,7 +38,19 @@ def test_gap_closed_is_the_share_between_source_only_and_oracle():
 def test_demo_table_results_and_reuse(tmp_path, capsys):
     out = tmp_path / "demo"
     # key=value after --methods: argparse would take them as method names.
-    argv = ["demo", "--out", str(out), "--methods", "source_only", "oracle", "mean_teacher", "daml", *TINY]
+    argv = [
+        "demo",
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+        "--methods",
+        "source_only",
+        "oracle",
+        "mean_teacher",
+        "daml",
+        *TINY,
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
@@ -71,8 +83,20 @@ def test_demo_table_results_and_reuse(tmp_path, capsys):
 
 def test_ablate_mean_and_spread_over_seeds(tmp_path, capsys):
     out = tmp_path / "ablate"
-    argv = ["ablate", "--out", str(out), "--seeds", "2", "--rows", "source_only", "mean_teacher", "oracle", *TINY]
-    assert main(argv) == 0
+    argv = [
+        "ablate",
+        "--out",
+        str(out),
+        "--seeds",
+        "2",
+        "--jobs",
+        "1",
+        "--rows",
+        "source_only",
+        "mean_teacher",
+        "oracle",
+    ]
+    assert main([*argv, *TINY]) == 0
     printed = capsys.readouterr().out
     assert "mean ± std over 2 seed(s)" in printed
     summary = json.loads((out / "ablation.json").read_text())
@@ -104,7 +128,7 @@ def test_ablate_numbers_from_known_runs(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr("posealign.experiments.run_preset", fake_run)
     out = tmp_path / "ablate"
-    argv = ["ablate", "--out", str(out), "--seeds", "2", "--rows", *FAKE_PCK, *TINY]
+    argv = ["ablate", "--out", str(out), "--seeds", "2", "--jobs", "1", "--rows", *FAKE_PCK, *TINY]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "ablation.json").read_text())
@@ -122,3 +146,34 @@ def test_ablate_numbers_from_known_runs(tmp_path, capsys, monkeypatch):
     assert "share of the source-only -> oracle gap closed: mean_teacher 45 %" in printed
     row = next(line for line in printed.splitlines() if line.startswith("source_only "))
     assert row.split()[-3:] == ["25.0", "±", "7.1"]  # the All column
+
+
+def test_runs_in_worker_processes_equal_runs_one_after_another(tmp_path):
+    """run_presets with two one-thread workers gives the numbers of the same runs in this process at
+    one thread, and the mean teacher still waits for, and reuses, source_only's stage 1."""
+    import torch
+
+    from posealign.benchmark.task import ensure_benchmark
+    from posealign.experiments import PlannedRun, config_for, run_presets
+
+    benchmark = [f"data.benchmark_root={tmp_path / 'benchmark'}", *TINY]
+    ensure_benchmark(config_for("source_only", "benchmark", [*benchmark, f"run.out={tmp_path / 'probe'}"]))
+
+    def plan(folder: str) -> list[PlannedRun]:
+        shared = (*benchmark, f"run.pretrain_cache={tmp_path / folder / 'cache'}")
+        rows = ("mean_teacher", "source_only", "oracle")  # the mean teacher listed before its stage 1's producer
+        return [PlannedRun(row, "benchmark", tmp_path / folder / row, shared) for row in rows]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        in_process = run_presets(plan("sequential"), jobs=1)
+    finally:
+        torch.set_num_threads(threads)
+    in_workers = run_presets(plan("parallel"), jobs=2, threads=1)
+    for one, other in zip(in_process, in_workers, strict=True):
+        assert one["method"] == other["method"]
+        assert one["target"]["per_keypoint"] == other["target"]["per_keypoint"]
+    teacher_log = (tmp_path / "parallel" / "mean_teacher" / "metrics.jsonl").read_text().splitlines()
+    stages = {json.loads(line).get("stage") for line in teacher_log}
+    assert stages == {"adapt", None}  # no stage-1 step of its own: it reused source_only's

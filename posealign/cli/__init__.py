@@ -57,6 +57,19 @@ def add_command_parser(subparsers, name: str, help: str, doc: str) -> argparse.A
     )
 
 
+def add_parallel_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--jobs`` and ``--threads`` of the commands that train several runs (demo, ablate)."""
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="runs trained side by side, each in a worker process (1: one after another in this process)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads per worker process (0: the cores divided among the jobs)"
+    )
+
+
 def plain_text(doc: str | None) -> str | None:
     """A docstring as the terminal should show it: reStructuredText's double backticks dropped."""
     return None if doc is None else doc.replace("``", "")

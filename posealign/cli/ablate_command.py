@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from posealign.cli import add_command_parser
+from posealign.cli import add_command_parser, add_parallel_arguments
 from posealign.config import load_config
 from posealign.config_checks import check_values
 from posealign.errors import UserError
@@ -35,6 +35,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ..., N-1)")
     parser.add_argument("--task", default="benchmark", help="task preset (default: the built-in benchmark)")
     parser.add_argument("--rows", nargs="+", default=list(ABLATION_ROWS), help="method presets to run")
+    add_parallel_arguments(parser)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run")
     parser.set_defaults(func=run)
 
@@ -45,14 +46,17 @@ def run(args: argparse.Namespace) -> int:
     args.rows, args.overrides = split_overrides(args.rows, args.overrides)
     from posealign.benchmark.task import ensure_benchmark
     from posealign.experiments import (
+        PlannedRun,
         config_for,
         format_gap_closed,
         format_table,
         gap_closed,
         mean_and_spread,
-        run_preset,
+        run_presets,
     )
 
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: must be at least 1")
     out = Path(args.out).resolve()
     shared = [*args.overrides, f"run.pretrain_cache={out / 'pretrain_cache'}"]
     if args.seeds < 1:
@@ -67,11 +71,14 @@ def run(args: argparse.Namespace) -> int:
         check_values(config, check_roots=not config.data.get("benchmark_root"))
     if uses_benchmark:
         ensure_benchmark(config_for("source_only", args.task, [*shared, f"run.out={out / 'probe'}"]))
+    planned = [
+        PlannedRun(row, args.task, out / f"seed{seed}" / row, (*shared, f"run.seed={seed}"))
+        for seed in range(args.seeds)
+        for row in args.rows
+    ]
     per_row: dict[str, list[dict]] = {}
-    for seed in range(args.seeds):
-        for row in args.rows:
-            results = run_preset(row, args.task, out / f"seed{seed}" / row, [*shared, f"run.seed={seed}"])
-            per_row.setdefault(results["method"], []).append(results)
+    for results in run_presets(planned, args.jobs, args.threads):
+        per_row.setdefault(results["method"], []).append(results)
     first = next(iter(per_row.values()))[0]
     groups = list(first["target"]["groups"]) if "target" in first else []
     means, spreads = {}, {}

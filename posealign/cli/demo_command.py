@@ -13,9 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from posealign.cli import add_command_parser, signal_number
+from posealign.cli import add_command_parser, add_parallel_arguments, signal_number
 from posealign.config import load_config
 from posealign.config_checks import check_values
+from posealign.errors import UserError
 from posealign.files import atomic_write_json
 
 DEMO_METHODS = ("source_only", "oracle", "mean_teacher", "daml")
@@ -31,6 +32,7 @@ def register(subparsers) -> None:
         default="auto",
         help="continue stopped runs from their latest checkpoint (always on: finished runs are reused)",
     )
+    add_parallel_arguments(parser)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run")
     parser.set_defaults(func=run)
 
@@ -40,9 +42,11 @@ def run(args: argparse.Namespace) -> int:
 
     args.methods, args.overrides = split_overrides(args.methods, args.overrides)
     from posealign.benchmark.task import ensure_benchmark
-    from posealign.experiments import config_for, format_gap_closed, format_table, gap_closed, run_preset
+    from posealign.experiments import PlannedRun, config_for, format_gap_closed, format_table, gap_closed, run_presets
     from posealign.keypoints import BODY16
 
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: must be at least 1")
     out = Path(args.out).resolve()
     started = time.time()
     shared = [
@@ -54,15 +58,16 @@ def run(args: argparse.Namespace) -> int:
         check_values(load_config(method, "benchmark", [*shared, f"run.out={out / method}"]), check_roots=False)
     ensure_benchmark(config_for("source_only", "benchmark", [*shared, f"run.out={out / 'source_only'}"]))
     print(f"benchmark ready in {out / 'benchmark'} ({time.time() - started:.0f} s)")
+    planned = [PlannedRun(method, "benchmark", out / method, tuple(shared)) for method in args.methods]
+    try:
+        finished = run_presets(planned, args.jobs, args.threads)
+    except Exception as error:
+        if type(error).__name__ != "TrainingInterrupted":
+            raise
+        print(f"posealign demo: {error}; run the same demo command to continue", file=sys.stderr)
+        return 128 + signal_number(error)
     rows = {}
-    for method in args.methods:
-        try:
-            results = run_preset(method, "benchmark", out / method, shared)
-        except Exception as error:
-            if type(error).__name__ != "TrainingInterrupted":
-                raise
-            print(f"posealign demo: {method} {error}; run the same demo command to continue", file=sys.stderr)
-            return 128 + signal_number(error)
+    for results in finished:
         rows[results["method"]] = {
             domain: _table_numbers(results[domain]) for domain in ("target", "source") if domain in results
         }
