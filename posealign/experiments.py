@@ -61,8 +61,7 @@ def run_presets(planned: list[PlannedRun], jobs: int = 1, threads: int = 0) -> l
     if jobs <= 1 or len(planned) <= 1:
         return [run_preset(p.preset, p.task, p.out, list(p.overrides)) for p in planned]
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
-    waits_for = _stage1_dependencies(planned)
-    dependents = [waits_for.count(i) for i in range(len(planned))]
+    waits_for, priority = _stage1_dependencies(planned)
     results: dict[int, dict] = {}
     running: dict[Future, int] = {}
     pending = list(range(len(planned)))
@@ -72,7 +71,7 @@ def run_presets(planned: list[PlannedRun], jobs: int = 1, threads: int = 0) -> l
     ) as pool:
         while pending or running:
             ready = [i for i in pending if waits_for[i] is None or waits_for[i] in results]
-            for index in sorted(ready, key=lambda i: -dependents[i]):  # stage-1 producers first
+            for index in sorted(ready, key=lambda i: -priority[i]):  # the longest path first
                 if len(running) == jobs:
                     break
                 pending.remove(index)
@@ -88,21 +87,30 @@ def run_presets(planned: list[PlannedRun], jobs: int = 1, threads: int = 0) -> l
     return [results[i] for i in range(len(planned))]
 
 
-def _stage1_dependencies(planned: list[PlannedRun]) -> list[int | None]:
-    """For each run, the earlier run that trains the stage 1 it reuses (None: it trains its own)."""
+def _stage1_dependencies(planned: list[PlannedRun]) -> tuple[list[int | None], list[float]]:
+    """For each run, the earlier run that trains the stage 1 it reuses (None: it trains its own), and
+    its priority: its own cost in source-only steps (an adaptation step costs about three) plus the
+    longest chain of runs waiting for it, so the longest path through the experiment starts first."""
     from posealign.engine.stage1_cache import pretraining_key
 
     producers: dict[str, int] = {}
     waits_for: list[int | None] = []
+    cost: list[float] = []
     for index, run in enumerate(planned):
         config = load_config(run.preset, run.task, [*run.overrides, f"run.out={run.out}"])
-        if not config.run.pretrain_cache or int(config.train.pretrain_steps) == 0:
-            waits_for.append(None)
-            continue
-        key = pretraining_key(config)
-        waits_for.append(producers.get(key))
-        producers.setdefault(key, index)
-    return waits_for
+        pretrain, adapt = int(config.train.pretrain_steps), int(config.train.adapt_steps)
+        adapt = adapt if config.mean_teacher.enabled else 0
+        key = pretraining_key(config) if config.run.pretrain_cache and pretrain else None
+        waits_for.append(producers.get(key) if key else None)
+        if key:
+            producers.setdefault(key, index)
+        cost.append((pretrain if waits_for[-1] is None else 0) + 3.0 * adapt)
+    priority = list(cost)
+    for index in reversed(range(len(planned))):  # a producer comes before the runs that wait for it
+        if waits_for[index] is not None:
+            producer = waits_for[index]
+            priority[producer] = max(priority[producer], cost[producer] + priority[index])
+    return waits_for, priority
 
 
 def _set_threads(threads: int) -> None:

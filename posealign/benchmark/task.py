@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -31,7 +32,8 @@ def ensure_benchmark(config: DictConfig) -> Path:
             f"{root}: holds a benchmark made with other parameters ({_describe(marker)}); runs evaluated on it "
             "would change. Pass data.benchmark_root=ANOTHER_FOLDER, or delete the folder to regenerate it"
         )
-    return generate_benchmark(root, image_size=image_size, sizes=sizes, seed=seed)
+    # The files are identical for any number of rendering processes.
+    return generate_benchmark(root, image_size=image_size, sizes=sizes, seed=seed, workers=os.cpu_count() or 1)
 
 
 def _describe(marker: Path) -> str:

@@ -57,13 +57,13 @@ def add_command_parser(subparsers, name: str, help: str, doc: str) -> argparse.A
     )
 
 
-def add_parallel_arguments(parser: argparse.ArgumentParser) -> None:
+def add_parallel_arguments(parser: argparse.ArgumentParser, jobs: int) -> None:
     """``--jobs`` and ``--threads`` of the commands that train several runs (demo, ablate)."""
     parser.add_argument(
         "--jobs",
         type=int,
-        default=2,
-        help="runs trained side by side, each in a worker process (1: one after another in this process)",
+        default=jobs,
+        help=f"runs trained side by side, each in a worker process (default {jobs}; 1: one after another in this process)",
     )
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads per worker process (0: the cores divided among the jobs)"

@@ -1,7 +1,8 @@
 """``posealign ablate --out DIR --seeds N [--task benchmark]``: the rows of the paper's Table 6
 (what each alignment level adds to the mean teacher), each over N seeds, printed as mean ± std.
 
-Rows of one seed share their source pretraining (kept in ``DIR/pretrain_cache``): the rows with the
+Rows of one seed share their source pretraining (kept in ``DIR/pretrain_cache``, or the folder a
+``run.pretrain_cache=`` override names): the rows with the
 image level start from one stylized stage 1 (``source_only_image`` is that stage 1 alone), the
 others from source_only's, so rows with the same stage 1 differ only by their adaptation.
 """
@@ -35,7 +36,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ..., N-1)")
     parser.add_argument("--task", default="benchmark", help="task preset (default: the built-in benchmark)")
     parser.add_argument("--rows", nargs="+", default=list(ABLATION_ROWS), help="method presets to run")
-    add_parallel_arguments(parser)
+    add_parallel_arguments(parser, jobs=2)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run")
     parser.set_defaults(func=run)
 
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: must be at least 1")
     out = Path(args.out).resolve()
-    shared = [*args.overrides, f"run.pretrain_cache={out / 'pretrain_cache'}"]
+    # DIR/pretrain_cache unless the command names another (to share stage 1s with an earlier ablation).
+    shared = [f"run.pretrain_cache={out / 'pretrain_cache'}", *args.overrides]
     if args.seeds < 1:
         raise UserError(f"--seeds {args.seeds}: must be at least 1")
     uses_benchmark = bool(
