@@ -2,7 +2,8 @@
 
     python benchmarks/step_cost.py                     # daml vs source_only at the demo's settings
     python benchmarks/step_cost.py --preset fast       # the fast preset
-    python benchmarks/step_cost.py --task surreal2lsp --batch-size 8 model.pretrained=none
+    python benchmarks/step_cost.py --task surreal2lsp --batch-size 8 model.pretrained=none \
+        align.image.allow_random_weights=true   # timing only: random VGG-19 and decoder
 
 Prints: the time of one adaptation step divided by one source-only step (same batch and image
 size), a breakdown by component (the ``posealign.*`` regions of ``forward_backward`` and the EMA),

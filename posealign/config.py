@@ -71,7 +71,8 @@ def _flat_keys(node, prefix: str = "") -> dict[str, object]:
 
 
 def _is_free(path: str) -> bool:
-    return any(path == free or path.startswith(free + ".") for free in _FREE_FORM if path != free)
+    """Below a free-form subtree (the subtree itself is an ordinary key)."""
+    return any(path.startswith(free + ".") for free in _FREE_FORM)
 
 
 def _type_error(path: str, expected, given) -> str | None:

@@ -267,16 +267,14 @@ def test_two_ranks_keep_identical_networks_and_resume_on_one(benchmark_root, tmp
         "run.device=cpu",
         "mean_teacher.bn_mode=copy",
     ]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
-    result = subprocess.run(
-        [*command, str(script), str(dumps), *train_argv(out, benchmark_root, *schedule)],
-        cwd=tmp_path,
-        env=SUBPROCESS_ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+
+    def on_two_ranks(*argv: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", *argv]
+        result = subprocess.run(command, cwd=tmp_path, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    result = on_two_ranks(str(script), str(dumps), *train_argv(out, benchmark_root, *schedule))
     assert "batch 8 x 2 rank(s) = 16 per domain" in result.stdout
 
     rank0, rank1 = (torch.load(dumps / f"rank{r}.pt", map_location="cpu") for r in (0, 1))
@@ -301,16 +299,8 @@ def test_two_ranks_keep_identical_networks_and_resume_on_one(benchmark_root, tmp
 
     # And a one-process checkpoint continues on two ranks (it once failed at rng[rank]).
     wider = [*schedule[:1], "train.adapt_steps=4", *schedule[2:]]
-    result = subprocess.run(
-        [*command, "-m", "posealign", *train_argv(tmp_path / "wider", benchmark_root, *wider)]
-        + ["--resume", str(out / "checkpoints" / "final.pt")],
-        cwd=tmp_path,
-        env=SUBPROCESS_ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    wider_argv = train_argv(tmp_path / "wider", benchmark_root, *wider)
+    result = on_two_ranks("-m", "posealign", *wider_argv, "--resume", str(out / "checkpoints" / "final.pt"))
     assert "written by 1 rank(s), continued on 2" in result.stdout
     assert json.loads((tmp_path / "wider" / "results.json").read_text())["steps"] == 6
 
