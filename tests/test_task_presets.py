@@ -232,16 +232,15 @@ def test_task_evaluation_scores_known_predictions(task, tmp_path):
     # peak one pixel off is a miss and an exact one a hit.
     assert size == 16
     shifted = set(range(0, keypoint_set.num_keypoints, 2))  # every other keypoint
-    sigma = float(config.data.sigma)
     for role, spec in config.data.eval.items():
         dataset = build_dataset(spec, config, f"eval.{role}")
-        perfect = evaluate(_FixedHeatmaps(_one_hot_heatmaps(dataset, size, set())), dataset, keypoint_set, sigma)
+        perfect = evaluate(_FixedHeatmaps(_one_hot_heatmaps(dataset, size, set())), dataset, keypoint_set)
         scored = [name for name, value in perfect["per_keypoint"].items() if value is not None]
         assert scored, (task, role)
         assert perfect["pck"] == 100.0 and set(perfect["per_keypoint"][name] for name in scored) == {100.0}
         assert all(value in (None, 100.0) for value in perfect["groups"].values())
 
-        half = evaluate(_FixedHeatmaps(_one_hot_heatmaps(dataset, size, shifted)), dataset, keypoint_set, sigma)
+        half = evaluate(_FixedHeatmaps(_one_hot_heatmaps(dataset, size, shifted)), dataset, keypoint_set)
         for k, name in enumerate(keypoint_set.names):
             expected = None if name not in scored else 0.0 if k in shifted else 100.0
             assert half["per_keypoint"][name] == expected, (task, role, name)

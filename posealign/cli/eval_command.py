@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     model.require_keypoint_set(keypoint_set, path)
     report = {}
     for name, dataset in datasets.items():
-        numbers = evaluate(model.network, dataset, keypoint_set, float(config.data.sigma), device=device)
+        numbers = evaluate(model.network, dataset, keypoint_set, device=device)
         report[name] = {"pck": numbers["pck"], "groups": numbers["groups"], "bbox_pck": numbers["bbox_pck"]["pck"]}
     print(json.dumps(report, indent=2))
     return 0

@@ -19,7 +19,6 @@ def evaluate(
     model: nn.Module,
     dataset: CroppedPoseDataset,
     keypoint_set: KeypointSet,
-    sigma: float,
     batch_size: int = 32,  # the released --test-batch: released_batch_mean depends on it
     device: torch.device | str = "cpu",
     limit: int | None = None,

@@ -265,11 +265,11 @@ def train_one_step(training: TrainingState, stage: str, step: int) -> dict[str, 
 def evaluate_final(training: TrainingState, data: RunData, log: MetricsLog, step: int) -> dict:
     """PCK of the teacher (the student when there is none) on every evaluation split, plus the
     paper's table: one row per split, one column per keypoint group and "All". Main rank only."""
-    config, keypoint_set, device = training.config, data.keypoint_set, training.context.device
+    keypoint_set, device = data.keypoint_set, training.context.device
     model = training.method.evaluation_model()
     results = {}
     for name, dataset in data.eval_sets.items():
-        results[name] = evaluate(model, dataset, keypoint_set, float(config.data.sigma), device=device)
+        results[name] = evaluate(model, dataset, keypoint_set, device=device)
         log.log(step, _pck_record(results[name]), prefix=f"eval_{name}")
     if log.writer is not None and "target" in data.eval_sets:
         from posealign.engine.prediction_tiles import log_prediction_images
@@ -292,8 +292,7 @@ def _quick_evaluation(training: TrainingState, data: RunData, log: MetricsLog, s
     if target_eval is None:
         return
     method = training.method
-    sigma = float(training.config.data.sigma)
-    quick = evaluate(method.evaluation_model(), target_eval, data.keypoint_set, sigma, device=training.context.device)
+    quick = evaluate(method.evaluation_model(), target_eval, data.keypoint_set, device=training.context.device)
     log.log(step, _pck_record(quick), prefix="eval_target")
     method.set_train_mode()
 
