@@ -16,8 +16,10 @@ from torch.profiler import record_function
 
 from posealign.alignment.feature_level import DomainDiscriminator, grl_coefficient
 from posealign.alignment.image_level import StyleTransfer, build_style_transfer, stylize_source_batch
+from posealign.alignment.pose_level import calibrate_temperature
 from posealign.augmentation import BatchAugmenter, ViewAugmentation
 from posealign.data.batch import Batch
+from posealign.diagnostics import discriminator_accuracies, entropy_fractions, gradient_norms, shared_parameters
 from posealign.heatmaps import heatmap_argmax, render_gaussian_heatmaps
 from posealign.losses.adversarial import adversarial_loss
 from posealign.losses.consistency import consistency_loss
@@ -95,6 +97,9 @@ class MultiLevelAlignment(nn.Module):
         self.weak_view = BatchAugmenter(ViewAugmentation.from_config(config.mean_teacher.weak_view), size)
         self.strong_view = BatchAugmenter(ViewAugmentation.from_config(config.mean_teacher.strong_view), size)
         self.occlusion_half_size = max(1, round(config.mean_teacher.occlusion.half_size * size / 256))
+        # tau of the pose level; with ``calibrate_temperature_to`` it is set when stage 2 begins
+        # (and travels in checkpoints).
+        self.pose_temperature = float(config.align.pose.temperature)
 
     # -- pieces of the step, each one equation ------------------------------------------------
 
@@ -192,14 +197,22 @@ class MultiLevelAlignment(nn.Module):
         step: int,
         scaler=None,
         autocast: AbstractContextManager | None = None,
+        diagnose: bool = False,
     ) -> dict[str, float]:
         """One step: the losses of eq. 8 under ``autocast`` (mixed precision), then backward outside
         it, as torchvision's references and timm do (through ``scaler`` under fp16).
 
-        Returns the logged scalars.
+        Returns the logged scalars; with ``diagnose`` in stage 2, also the gradient norm each
+        weighted term sends into the student's shared parameters (:mod:`posealign.diagnostics`).
         """
         with autocast or nullcontext():
             total, logged = self.forward_losses(labeled, target, stage, progress, step)
+        if diagnose and stage == "adapt" and self.teacher is not None:
+            with _region("diagnostics"):
+                weights = {"loss_sup": 1.0, **self.loss_weights()}
+                terms = {name: weights[name] * logged[name] for name in _TERMS if name in logged}
+                scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+                logged.update(gradient_norms(terms, shared_parameters(unwrap_model(self.student)), scale))
         with _region("backward"):
             (scaler.scale(total) if scaler is not None else total).backward()
         return _to_floats(logged)
@@ -247,20 +260,22 @@ class MultiLevelAlignment(nn.Module):
             }
         if self.discriminator is not None:
             with _region("discriminator_forward"):
-                losses["loss_adv"], accuracy = adversarial_loss(
+                losses["loss_adv"], logits = adversarial_loss(
                     self.discriminator, features[:batch], features[batch:], self.grl_coefficient(progress)
                 )
         if pose.enabled:
             with _region("losses"):
                 losses["loss_im"] = information_maximization_loss(
-                    student_common, pose.variant, float(pose.gate_threshold)
+                    student_common, pose.variant, float(pose.gate_threshold), self.pose_temperature
                 )
         with _region("losses"):
             total = _weighted_sum(losses, self.loss_weights())
             self._check_finite(losses, step)
         logged = {**losses, "loss": total, "gate_fraction": views_t.gate.float().mean()}
+        # The pose level's entropies are logged for every mean-teacher row, on or off, to compare.
+        logged.update(entropy_fractions(student_common, self.pose_temperature))
         if self.discriminator is not None:
-            logged["discriminator_accuracy"] = accuracy
+            logged.update(discriminator_accuracies(logits, batch))
         return total, logged
 
     @torch.no_grad()
@@ -271,10 +286,33 @@ class MultiLevelAlignment(nn.Module):
                 momentum = float(self.config.mean_teacher.momentum)
                 ema_update(self.teacher, unwrap_model(self.student), momentum, self.config.mean_teacher.bn_mode)
 
-    def start_adaptation(self) -> None:
-        """Stage 2 begins: the teacher starts as a copy of the pretrained student."""
+    def start_adaptation(self, source_images: torch.Tensor | None = None) -> None:
+        """Stage 2 begins: the teacher starts as a copy of the pretrained student, and with
+        ``align.pose.calibrate_temperature_to`` the pose level's tau is calibrated on its maps of
+        ``source_images`` (no target image, no label)."""
         if self.teacher is not None:
             self.teacher.load_state_dict(unwrap_model(self.student).state_dict())
+        if self.needs_temperature_calibration:
+            if source_images is None:
+                raise ValueError("align.pose.calibrate_temperature_to needs source images to calibrate on")
+            self.pose_temperature = self.calibrate_pose_temperature(source_images)
+
+    @property
+    def needs_temperature_calibration(self) -> bool:
+        pose = self.config.align.pose
+        return bool(pose.enabled) and pose.get("calibrate_temperature_to") is not None
+
+    @torch.no_grad()
+    def calibrate_pose_temperature(self, source_images: torch.Tensor) -> float:
+        """tau at which the pretrained network's maps of source images (eval mode: BatchNorm on its
+        running statistics, nothing updated) have ``align.pose.calibrate_temperature_to`` of the
+        maximum axis entropy."""
+        network = self.teacher if self.teacher is not None else unwrap_model(self.student)
+        was_training = network.training
+        network.eval()
+        heatmaps = torch.cat([network(chunk)[0].float() for chunk in source_images.split(32)])
+        network.train(was_training)
+        return calibrate_temperature(heatmaps, float(self.config.align.pose.calibrate_temperature_to))
 
     def set_train_mode(self) -> None:
         self.student.train()
@@ -295,6 +333,10 @@ class MultiLevelAlignment(nn.Module):
             if bad:
                 raise NonFiniteLossError(f"{bad[0]} is {losses[bad[0]].item()} at step {step}")
             raise NonFiniteLossError(f"a loss is not finite on another rank at step {step}")
+
+
+# The weighted terms of eq. 8 whose gradients the diagnostics measure, in the order they are logged.
+_TERMS = ("loss_sup", "loss_cons", "loss_adv", "loss_im")
 
 
 def _region(name: str) -> record_function:

@@ -2,16 +2,57 @@
 
 Information maximization (eq. 7) on them is
 :func:`posealign.losses.information_maximization.information_maximization_loss`.
+
+The temperature ``tau`` is our addition (``align.pose.temperature``; 1 is the paper and the
+release). Heatmap values lie in [0, 1], so their projections differ by a few hundredths and
+softmax(x) is all but uniform: the entropies sit at their maximum, where their gradient vanishes.
+softmax(x / tau) with tau of the order of those differences makes the distributions as peaked as
+the maps are; :func:`calibrate_temperature` picks tau from the student's own source maps.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
-def axis_distributions(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """p_h = softmax_H(mean_W H_bk) (B, K, H) and p_w = softmax_W(mean_H H_bk) (B, K, W).
+def axis_distributions(heatmaps: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """p_h = softmax_H(mean_W H_bk / tau) (B, K, H) and p_w = softmax_W(mean_H H_bk / tau) (B, K, W).
 
     heatmaps: (B, K, H, W). A confident keypoint gives two peaked distributions.
     """
-    return torch.softmax(heatmaps.mean(dim=3), dim=2), torch.softmax(heatmaps.mean(dim=2), dim=2)
+    return (
+        torch.softmax(heatmaps.mean(dim=3) / temperature, dim=2),
+        torch.softmax(heatmaps.mean(dim=2) / temperature, dim=2),
+    )
+
+
+@torch.no_grad()
+def mean_axis_entropy_fraction(heatmaps: torch.Tensor, temperature: float) -> float:
+    """Mean entropy of the H and W distributions over all maps, as a fraction of log H / log W."""
+    _, _, height, width = heatmaps.shape
+    p_h, p_w = axis_distributions(heatmaps.float(), temperature)
+    e_h = -(p_h * torch.log(p_h.clamp(min=1e-12))).sum(-1).mean() / math.log(height)
+    e_w = -(p_w * torch.log(p_w.clamp(min=1e-12))).sum(-1).mean() / math.log(width)
+    return float((e_h + e_w) / 2)
+
+
+@torch.no_grad()
+def calibrate_temperature(heatmaps: torch.Tensor, entropy_fraction: float, iterations: int = 60) -> float:
+    """The tau at which the given maps' axis distributions have mean entropy ``entropy_fraction`` of
+    the maximum (0 < f < 1), by bisection on log tau (the entropy grows with tau).
+
+    Called on the student's maps of source images at the start of adaptation: no target label, no
+    target image. A fraction in the middle puts the entropies where their gradient is large.
+    """
+    if not 0.0 < entropy_fraction < 1.0:
+        raise ValueError(f"align.pose.calibrate_temperature_to must lie in (0, 1), not {entropy_fraction}")
+    low, high = math.log(1e-6), math.log(1e3)
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        if mean_axis_entropy_fraction(heatmaps, math.exp(middle)) < entropy_fraction:
+            low = middle
+        else:
+            high = middle
+    return math.exp((low + high) / 2)

@@ -59,6 +59,9 @@ def reuse_stage1(training: TrainingState, cache_file: Path) -> None:
     count, last LR) from the cache; the optimiser's LR is the cached one, decayed at the same steps.
     """
     state = load_checkpoint(cache_file)
+    # Stage 1 never trains the discriminator, and the key does not cover its settings: this run
+    # keeps the one it built (the same initialisation as the cached run's when the settings match).
+    state.update(discriminator=None, discriminator_optimizer=None, pose_temperature=None)
     own_milestones = training.scheduler.state_dict()["milestones"]
     state["scheduler"] = {**state["scheduler"], "milestones": own_milestones}
     training.load_state_dict(state)

@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from posealign.engine.checkpoint import checkpoint_path, latest_checkpoint
-from posealign.engine.data import RunData, adapts, build_run_data, to_batch
+from posealign.engine.data import RunData, adapts, build_run_data, collate, to_batch
 from posealign.engine.distributed import (
     DistributedContext,
     any_rank,
@@ -81,7 +81,7 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
         if adapts(config):
             if step == pretrain_steps:  # stage 2 begins here (not when resuming inside it)
                 keep_stage1(training, cache_file, step)
-                training.method.start_adaptation()
+                start_adaptation(training, data, log, step)
             progress.set_postfix(stage="adapt")
             step = run_steps(training, "adapt", step, total_steps, data, log, progress, stop)
     if not adapts(config):
@@ -96,6 +96,8 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
         "steps": step,
         "train_seconds": round(elapsed, 1),
     }
+    if training.method.needs_temperature_calibration:
+        results["pose_temperature"] = training.method.pose_temperature
     if context.is_main:
         results.update(evaluate_final(training, data, log, step))
         log.note(f"finished: {step} steps in {elapsed:.0f} s; target PCK {results.get('target', {}).get('pck')}")
@@ -176,6 +178,27 @@ def maybe_reuse_stage1(training: TrainingState, cache_file: Path | None, step: i
     return pretrain_steps
 
 
+def start_adaptation(training: TrainingState, data: RunData, log: MetricsLog, step: int) -> None:
+    """The teacher starts as the pretrained student; a calibrated pose temperature is set and noted."""
+    method = training.method
+    source_images = None
+    if method.needs_temperature_calibration:
+        # The first images of the labeled (source) split, un-augmented: deterministic, no RNG drawn.
+        dataset = data.labeled.dataset
+        count = min(len(dataset), _CALIBRATION_IMAGES)
+        items = collate([dataset[i] for i in range(count)])
+        source_images = to_batch(items, training.context.device, training.config.run.channels_last).images
+    method.start_adaptation(source_images)
+    if source_images is not None:
+        log.note(
+            f"pose level: temperature {method.pose_temperature:.4g} calibrated on {len(source_images)} source images"
+        )
+
+
+# Source images the pose temperature is calibrated on: enough maps (x keypoints x 2 axes) for a stable mean.
+_CALIBRATION_IMAGES = 64
+
+
 def run_steps(
     training: TrainingState,
     stage: str,
@@ -194,7 +217,7 @@ def run_steps(
         logs = train_one_step(training, stage, step)
         step += 1
         progress.update(1)
-        if step % int(config.run.log_every) == 0 or step == total_steps:
+        if _logged_step(config, step, total_steps):
             logs = mean_across_ranks(logs, context)
             logs["lr"] = training.optimizer.param_groups[0]["lr"]
             logs["stage"] = stage
@@ -240,6 +263,9 @@ def train_one_step(training: TrainingState, stage: str, step: int) -> dict[str, 
             step=step,
             scaler=training.scaler,
             autocast=_autocast(config, device),
+            # The gradient-norm diagnostics need extra backward passes through a retained graph, which
+            # neither DDP (its reducer expects one backward) nor a compiled student (donated buffers) allows.
+            diagnose=_logged_step(config, step + 1, total_steps) and not context.enabled and not config.run.compile,
         )
     except NonFiniteLossError as error:
         # Parameters and optimiser states are still those of the last good step; the buffers are put back.
@@ -260,6 +286,11 @@ def train_one_step(training: TrainingState, stage: str, step: int) -> dict[str, 
         # forward, or the student's buffers, which DDP only syncs at the next forward).
         average_buffers(method.teacher, context)
     return logs
+
+
+def _logged_step(config: DictConfig, step: int, total_steps: int) -> bool:
+    """Whether the step that ends at ``step`` is logged (and so carries the diagnostics)."""
+    return step % int(config.run.log_every) == 0 or step == total_steps
 
 
 def evaluate_final(training: TrainingState, data: RunData, log: MetricsLog, step: int) -> dict:

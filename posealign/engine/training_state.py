@@ -70,6 +70,7 @@ class TrainingState:
                 "target": self.target_stream.state_dict() if self.target_stream else None,
             },
             "style_cache": method.style_cache,
+            "pose_temperature": method.pose_temperature if method.needs_temperature_calibration else None,
             "config": OmegaConf.to_container(resolved(self.config)),
             "keypoint_set": keypoint_set_to_saved(self.keypoint_set),
         }
@@ -93,6 +94,9 @@ class TrainingState:
         method.style_cache = {
             index: tuple(t.to(device) for t in stats) for index, stats in (state.get("style_cache") or {}).items()
         }
+        if method.needs_temperature_calibration and state.get("pose_temperature") is not None:
+            # Calibrated when stage 2 began (a fixed temperature stays the config's).
+            method.pose_temperature = float(state["pose_temperature"])
         rng = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
         if len(rng) == self.context.world_size:
             restore_rng_state(rng[self.context.rank])

@@ -16,7 +16,8 @@ def adversarial_loss(
 
     One backward pass trains the discriminator D to tell the domains apart and, reversed (times
     -coefficient), the student to make them indistinguishable. features: (B, C, H, W) each; both
-    domains go through D in one forward. Also returns D's pixel accuracy (detached).
+    domains go through D in one forward. Also returns D's logits (2B, 1, H', W'), detached, for
+    :func:`posealign.diagnostics.discriminator_accuracies`.
     """
     batch = source_features.shape[0]
     logits = discriminator(reverse_gradient(torch.cat([source_features, target_features]), coefficient))
@@ -25,5 +26,4 @@ def adversarial_loss(
     loss = F.binary_cross_entropy_with_logits(logits[:batch], labels[:batch]) + F.binary_cross_entropy_with_logits(
         logits[batch:], labels[batch:]
     )
-    accuracy = ((logits > 0).float() == labels).float().mean()
-    return loss, accuracy.detach()
+    return loss, logits.detach()

@@ -16,18 +16,21 @@ from posealign.alignment.pose_level import axis_distributions
 
 
 def information_maximization_loss(
-    heatmaps: torch.Tensor, variant: str = "paper", gate_threshold: float = 0.5
+    heatmaps: torch.Tensor, variant: str = "paper", gate_threshold: float = 0.5, temperature: float = 1.0
 ) -> torch.Tensor:
     """L_IM on the student's target heatmaps (B, K, H, W) in the common frame; ``variant`` picks
-    :func:`information_maximization_paper` or :func:`information_maximization_release`."""
+    :func:`information_maximization_paper` or :func:`information_maximization_release`.
+    ``temperature``: tau of every softmax (:mod:`posealign.alignment.pose_level`); 1 is the paper's."""
     if variant == "paper":
-        return information_maximization_paper(heatmaps, gate_threshold)
+        return information_maximization_paper(heatmaps, gate_threshold, temperature)
     if variant == "release":
-        return information_maximization_release(heatmaps)
+        return information_maximization_release(heatmaps, temperature)
     raise ValueError(f"align.pose.variant must be 'paper' or 'release', not {variant!r}")
 
 
-def information_maximization_paper(heatmaps: torch.Tensor, gate_threshold: float = 0.5) -> torch.Tensor:
+def information_maximization_paper(
+    heatmaps: torch.Tensor, gate_threshold: float = 0.5, temperature: float = 1.0
+) -> torch.Tensor:
     """L_IM = E_h / log H + E_w / log W - E_m / log HW over the confident keypoints only.
 
     A keypoint (b, k) enters when its peak exceeds ``gate_threshold``; E_h, E_w average over those,
@@ -35,7 +38,7 @@ def information_maximization_paper(heatmaps: torch.Tensor, gate_threshold: float
     confident drop out). Each entropy divided by the log of its support lies in [0, 1].
     """
     _, _, height, width = heatmaps.shape
-    p_h, p_w = axis_distributions(heatmaps)
+    p_h, p_w = axis_distributions(heatmaps, temperature)
     entropy_h, entropy_w = _entropy(p_h, 2), _entropy(p_w, 2)  # (B, K)
     gate = (heatmaps.detach().amax(dim=(2, 3)) > gate_threshold).to(heatmaps.dtype)  # (B, K)
     count = gate.sum().clamp(min=1.0)
@@ -44,17 +47,17 @@ def information_maximization_paper(heatmaps: torch.Tensor, gate_threshold: float
     per_keypoint = gate.sum(0).clamp(min=1.0)  # (K,)
     mean_map = (heatmaps * gate[:, :, None, None]).sum(0) / per_keypoint[:, None, None]  # (K, H, W)
     present = (gate.sum(0) > 0).to(heatmaps.dtype)
-    p_m = torch.softmax(mean_map.flatten(1), dim=1)
+    p_m = torch.softmax(mean_map.flatten(1) / temperature, dim=1)
     e_m = (_entropy(p_m, 1) * present).sum() / present.sum().clamp(min=1.0) / math.log(height * width)
     return e_h + e_w - e_m
 
 
-def information_maximization_release(heatmaps: torch.Tensor) -> torch.Tensor:
+def information_maximization_release(heatmaps: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """L_IM = (E_h + E_w - E_m) / (H * W), every keypoint of every image, as the released code."""
     _, _, height, width = heatmaps.shape
-    p_h, p_w = axis_distributions(heatmaps)
+    p_h, p_w = axis_distributions(heatmaps, temperature)
     entropy_h, entropy_w = _entropy(p_h, 2), _entropy(p_w, 2)  # (B, K)
-    p_m = torch.softmax(heatmaps.mean(dim=0).flatten(1), dim=1)  # (K, H*W)
+    p_m = torch.softmax(heatmaps.mean(dim=0).flatten(1) / temperature, dim=1)  # (K, H*W)
     return (entropy_h.mean() + entropy_w.mean() - _entropy(p_m, 1).mean()) / (height * width)
 
 
