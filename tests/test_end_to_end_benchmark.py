@@ -3,6 +3,7 @@ prints (and writes) the three rates side by side with the paper-schedule project
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -56,3 +57,12 @@ def test_end_to_end_benchmark_on_a_tiny_run(tmp_path):
     assert steps == [1, 2, 3, 4]
     projection = record["projection"]
     assert projection["checkpoints"] == 35000 // 200  # the benchmark task saves every 200 steps
+
+    # benchmarks/gpu_check.py reads these files into its table.
+    spec = importlib.util.spec_from_file_location("gpu_check", REPOSITORY / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    rendered = gpu_check.table([{"name": "daml", "status": "ok", "figures": record}])
+    row = rendered.splitlines()[-1]
+    assert row.startswith("| daml | ok | ") and f"{record['projection']['seconds'] / 60:.1f} |" in row
+    assert f"{record['step']['pretrain']:.1f} / {record['step']['adapt']:.1f}" in row
