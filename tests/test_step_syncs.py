@@ -1,9 +1,11 @@
-"""The batched augmentation draws its parameters on the host and never reads a device value, and on
-the CPU it gives exactly the views it gave before the parameters moved to the host."""
+"""The per-step helpers on a device never wait for it: the batched augmentation draws its parameters
+on the host, the heatmap targets and inverse warps make nothing from host lists; and on the CPU each
+gives exactly what it gave before."""
 
 from __future__ import annotations
 
 import torch
+from kornia.geometry.transform import warp_affine
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -72,3 +74,54 @@ def test_augmenting_on_a_device_reads_no_device_value_and_draws_on_the_host():
     assert reads.reads == []
     assert views.device.type == matrices.device.type == moved.device.type == visible.device.type == "meta"
     assert torch.equal(torch.get_rng_state(), cpu_state), "the device call drew other random numbers than the CPU one"
+
+
+def test_heatmap_targets_and_inverse_warps_make_nothing_from_host_lists(monkeypatch):
+    # torch.tensor(list, device=gpu) and linalg.inv's singularity check both wait for the GPU; the
+    # dispatcher does not show the first, so the calls themselves are watched.
+    from posealign.heatmaps import render_gaussian_heatmaps
+    from posealign.warps import inverse_warp_heatmaps
+
+    calls = []
+    make_tensor, invert = torch.tensor, torch.linalg.inv
+
+    def watched_tensor(*args, **kwargs):
+        if kwargs.get("device") is not None and torch.device(kwargs["device"]).type != "cpu":
+            calls.append("torch.tensor on the device")
+        return make_tensor(*args, **kwargs)
+
+    def watched_inv(*args, **kwargs):
+        calls.append("torch.linalg.inv")
+        return invert(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "tensor", watched_tensor)
+    monkeypatch.setattr(torch.linalg, "inv", watched_inv)
+    images, keypoints, visible = inputs("meta", size=64)
+    _, matrices, moved, visible = BatchAugmenter(ViewAugmentation(), 64)(images, keypoints, visible)
+    with DeviceReads() as reads:
+        heatmaps, weights = render_gaussian_heatmaps(moved, visible, 16, 2.0, 4.0)
+        common, valid = inverse_warp_heatmaps(heatmaps, matrices, 4.0)
+    assert calls == [] and reads.reads == []
+    assert common.shape == (5, 16, 16, 16) and valid.shape == (5, 1, 16, 16)
+
+
+def test_heatmap_targets_and_inverse_warps_are_unchanged_on_the_cpu():
+    from posealign.heatmaps import _gaussian_maps, render_gaussian_heatmaps
+    from posealign.warps import inverse_warp_heatmaps
+
+    torch.manual_seed(3)
+    _, matrices, moved, visible = BatchAugmenter(ViewAugmentation(), 64)(*inputs(size=64))
+    heatmaps, weights = render_gaussian_heatmaps(moved, visible, 16, 2.0, 4.0)
+    # The previous formulas, with the divisor and scale made from host lists and inv's checked inverse.
+    centres = moved / torch.tensor([4.0, 4.0])
+    inside = ((centres >= -0.5) & (centres < 15.5)).all(-1)
+    expected_weights = (visible & inside).float()
+    assert torch.equal(weights, expected_weights)
+    assert torch.equal(heatmaps, _gaussian_maps(centres, 16, 16, 2.0) * expected_weights[..., None, None])
+    scale = torch.tensor([0.25, 0.25, 1.0])
+    expected_inverse = torch.linalg.inv(scale.view(1, 3, 1) * matrices / scale.view(1, 1, 3))
+    common, valid = inverse_warp_heatmaps(heatmaps, matrices, 4.0)
+    expected = warp_affine(
+        torch.cat([heatmaps, torch.ones(5, 1, 16, 16)], 1), expected_inverse[:, :2], (16, 16), align_corners=True
+    )
+    assert torch.equal(common, expected[:, :-1]) and torch.equal(valid, expected[:, -1:] > 0.999)
