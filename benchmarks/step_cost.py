@@ -23,6 +23,8 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from posealign.config import load_config
+from posealign.engine.device_settings import build_adam, use_channels_last
+from posealign.engine.trainer import _autocast
 from posealign.multilevel_alignment import MultiLevelAlignment
 
 # Regions that are the networks themselves; everything else is bookkeeping around them.
@@ -42,19 +44,22 @@ class Stepper:
             preset, task, [*overrides, "run.out=/tmp/posealign-step-cost", f"train.batch_size={batch_size}"]
         )
         self.method = MultiLevelAlignment(config, 16).to(device)
-        if config.run.channels_last:
+        # The trainer's device choices: memory format, Adam's implementation, mixed precision.
+        channels_last = use_channels_last(config, device)
+        if channels_last:
             self.method.to(memory_format=torch.channels_last)
         self.method.set_train_mode()
         self.stage = "adapt" if config.mean_teacher.enabled else "pretrain"
-        self.optimizer = torch.optim.Adam(self.method.student.parameters(), lr=1e-4)
+        self.optimizer = build_adam(self.method.student.parameters(), 1e-4, device)
         self.discriminator_optimizer = (
-            torch.optim.Adam(self.method.discriminator.parameters(), lr=1e-4)
+            build_adam(self.method.discriminator.parameters(), 1e-4, device)
             if self.method.discriminator is not None
             else None
         )
+        self.config = config
         size = int(config.data.image_size)
-        self.source = random_batch(batch_size, size, 16, device)
-        self.target = random_batch(batch_size, size, 16, device)
+        self.source = random_batch(batch_size, size, 16, device, channels_last)
+        self.target = random_batch(batch_size, size, 16, device, channels_last)
         if self.method.teacher is not None:  # a teacher as confident as a trained one, so gates and occlusion run
             self.method.teacher.head.bias.data.fill_(0.95)
         self.device = device
@@ -63,7 +68,8 @@ class Stepper:
         self.optimizer.zero_grad(set_to_none=True)
         if self.discriminator_optimizer is not None:
             self.discriminator_optimizer.zero_grad(set_to_none=True)
-        self.method.forward_backward(self.source, self.target, self.stage, 0.5, 0)
+        autocast = _autocast(self.config, self.device)
+        self.method.forward_backward(self.source, self.target, self.stage, 0.5, 0, autocast=autocast)
         with torch.profiler.record_function("posealign.optimizer"):
             self.optimizer.step()
             if self.discriminator_optimizer is not None:
@@ -109,12 +115,14 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    print(
-        f"device {device}, {torch.get_num_threads()} threads; task {args.task}, batch {args.batch_size} + {args.batch_size}"
-    )
-
     baseline = Stepper(args.baseline, args.task, args.overrides, args.batch_size, device)
     method = Stepper(args.preset, args.task, args.overrides, args.batch_size, device)
+    print(
+        f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; task {args.task}, "
+        f"batch {args.batch_size} + {args.batch_size}, amp {method.config.run.amp}, "
+        f"channels-last {use_channels_last(method.config, device)}"
+    )
+
     base_time = baseline.seconds_per_step(args.steps)
     method_time = method.seconds_per_step(args.steps)
     print(f"{args.baseline} step: {base_time * 1000:8.1f} ms")

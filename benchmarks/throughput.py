@@ -43,9 +43,10 @@ MODELS = {
 }
 
 
-def random_batch(batch_size: int, size: int, keypoints: int, device) -> Batch:
+def random_batch(batch_size: int, size: int, keypoints: int, device, channels_last: bool = False) -> Batch:
+    images = torch.rand(batch_size, 3, size, size, device=device)
     return Batch(
-        images=torch.rand(batch_size, 3, size, size, device=device),
+        images=images.contiguous(memory_format=torch.channels_last) if channels_last else images,
         keypoints=torch.rand(batch_size, keypoints, 2, device=device) * (size - 1),
         visible=torch.ones(batch_size, keypoints, dtype=torch.bool, device=device),
         indices=torch.arange(batch_size),

@@ -73,6 +73,16 @@ def sample_affine_matrices(batch: int, size: int, view: ViewAugmentation, device
     return matrices
 
 
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on ``device`` without a sync: staged in pinned memory for CUDA, so the copy is
+    queued on the stream like a kernel (unchanged on the CPU)."""
+    if device.type == "cpu":
+        return tensor
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
 class BatchAugmenter:
     """Applies a view augmentation to a batch of images in [0, 1] and their keypoints."""
 
@@ -85,8 +95,13 @@ class BatchAugmenter:
     def __call__(
         self, images: torch.Tensor, keypoints: torch.Tensor | None = None, visible: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Returns (views, matrices, keypoints in the views, visibility inside the views)."""
-        matrices = sample_affine_matrices(images.shape[0], self.size, self.view, images.device)
+        """Returns (views, matrices, keypoints in the views, visibility inside the views).
+
+        The random parameters are drawn on the host from the CPU generator, as kornia draws the
+        colour jitter's, and reach an accelerator in one copy that does not wait for its queued
+        work: the step never stops to sample, and a seed gives the same views on every device.
+        """
+        matrices = _to_device(sample_affine_matrices(images.shape[0], self.size, self.view, "cpu"), images.device)
         views = warp_images(images, matrices, self.size)
         if self.color is not None:
             views = self.color(views)

@@ -75,10 +75,16 @@ def _is_free(path: str) -> bool:
     return any(path.startswith(free + ".") for free in _FREE_FORM)
 
 
+# Keys whose default is ``auto`` (decided per device), which a preset or task may set to true or false.
+_AUTO_OR_BOOL = ("run.channels_last",)
+
+
 def _type_error(path: str, expected, given) -> str | None:
     """Why ``given`` cannot stand where the defaults hold ``expected``; None when it can."""
     if expected is None or given is None or (isinstance(given, str) and "${" in given):
         return None  # unset by default, or an interpolation resolved later
+    if path in _AUTO_OR_BOOL and given == "auto":
+        return None  # config_checks refuses anything but auto, true and false
     checks = (
         (bool, lambda v: isinstance(v, bool), "true or false"),
         (int, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),

@@ -106,6 +106,9 @@ def _check_run_settings(config: DictConfig) -> None:
     amp = config.run.amp
     if amp not in AMP_MODES:
         raise UserError(f"run.amp={amp}: must be off, bf16 or fp16")
+    channels_last = config.run.channels_last
+    if not (channels_last == "auto" or isinstance(channels_last, bool)):
+        raise UserError(f"run.channels_last={channels_last}: must be auto, true or false")
     device = str(config.run.device)
     if device not in ("auto", "cpu") and not device.startswith("cuda"):
         raise UserError(f"run.device={device}: must be auto, cpu, cuda or cuda:N")

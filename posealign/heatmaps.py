@@ -71,7 +71,10 @@ def render_gaussian_heatmaps(
     width, height = _pair(heatmap_size)
     stride_x, stride_y = _pair(stride)
     dtype = keypoints.dtype if keypoints.is_floating_point() else torch.float32
-    centres = keypoints.to(dtype) / torch.tensor([stride_x, stride_y], dtype=dtype, device=keypoints.device)
+    # Filled on the device: a tensor made from a host list is a blocking copy that waits for the GPU.
+    divisor = torch.empty(2, dtype=dtype, device=keypoints.device)
+    divisor[0], divisor[1] = stride_x, stride_y
+    centres = keypoints.to(dtype) / divisor
     inside = (
         (centres[..., 0] >= -0.5) & (centres[..., 0] < width - 0.5)
         & (centres[..., 1] >= -0.5) & (centres[..., 1] < height - 0.5)

@@ -25,7 +25,9 @@ def heatmap_matrices(matrices: torch.Tensor, stride: float) -> torch.Tensor:
     """Input-pixel matrices expressed on the heatmap grid: D M D^-1 with D = diag(1/stride)."""
     if stride == 1:
         return matrices
-    scale = torch.tensor([1.0 / stride, 1.0 / stride, 1.0], device=matrices.device, dtype=matrices.dtype)
+    # Filled on the device: a tensor made from a host list is a blocking copy that waits for the GPU.
+    scale = torch.ones(3, device=matrices.device, dtype=matrices.dtype)
+    scale[:2] = 1.0 / stride
     return scale.view(1, 3, 1) * matrices / scale.view(1, 1, 3)
 
 
@@ -39,7 +41,9 @@ def inverse_warp_heatmaps(
     channel so both come from a single warp.
     """
     batch, _, height, width = heatmaps.shape
-    view_to_common = torch.linalg.inv(heatmap_matrices(matrices, stride))
+    # inv_ex: the same inverse without inv's singularity check, which reads a flag back from the GPU
+    # (these matrices are invertible: a zoom > 0 times a rotation and a shear).
+    view_to_common = torch.linalg.inv_ex(heatmap_matrices(matrices, stride)).inverse
     ones = torch.ones(batch, 1, height, width, device=heatmaps.device, dtype=heatmaps.dtype)
     warped = warp_affine(
         torch.cat([heatmaps, ones], dim=1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -125,6 +126,9 @@ class BatchStream:
     """Endless batches over a dataset: a fresh permutation per epoch (seeded by seed and epoch, the
     same on every rank), each rank taking its own share. ``position`` (epoch, batches consumed) goes
     into checkpoints, so a resumed run sees exactly the batches the uninterrupted one would.
+
+    With workers, one DataLoader serves every epoch from an endless batch sampler: its workers
+    start once, not at each epoch, and their prefetching runs on across epoch boundaries.
     """
 
     def __init__(
@@ -148,49 +152,52 @@ class BatchStream:
         self.world_size = world_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.batches_per_epoch = len(dataset) // world_size // batch_size
         self.epoch = 0
         self.consumed = 0
         self._iterator = None
 
-    def _epoch_batches(self) -> list[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         order = torch.randperm(len(self.dataset), generator=generator)
         per_rank = len(order) // self.world_size
         mine = order[self.rank * per_rank : (self.rank + 1) * per_rank].tolist()
-        full = len(mine) // self.batch_size
-        return [mine[i * self.batch_size : (i + 1) * self.batch_size] for i in range(full)]
+        return [mine[i * self.batch_size : (i + 1) * self.batch_size] for i in range(self.batches_per_epoch)]
+
+    def _batches_from(self, epoch: int, consumed: int) -> Iterator[list[int]]:
+        """Every batch from ``consumed`` batches into ``epoch`` on, epoch after epoch."""
+        while True:
+            yield from self._epoch_batches(epoch)[consumed:]
+            epoch, consumed = epoch + 1, 0
 
     def _start(self) -> None:
-        remaining = self._epoch_batches()[self.consumed :]
+        if self.consumed >= self.batches_per_epoch:  # saved right after an epoch's last batch
+            self.epoch, self.consumed = self.epoch + 1, 0
+        batches = _EndlessBatches(self._batches_from(self.epoch, self.consumed))
         if self.num_workers > 0:
             loader = DataLoader(
                 self.dataset,
-                batch_sampler=remaining,
+                batch_sampler=batches,
                 num_workers=self.num_workers,
                 collate_fn=collate,
                 pin_memory=self.pin_memory,
-                persistent_workers=False,
                 # Its own generator: a loader draws its workers' base seed when iterated, and drawing
                 # it from the global RNG would shift the augmentation stream of a resumed run.
                 generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch),
             )
             self._iterator = iter(loader)
         else:
-            self._iterator = (collate([self.dataset[i] for i in batch]) for batch in remaining)
+            self._iterator = (collate([self.dataset[i] for i in batch]) for batch in batches)
 
     def __next__(self) -> dict:
         if self._iterator is None:
             self._start()
         try:
-            try:
-                items = next(self._iterator)
-            except StopIteration:
-                self.epoch += 1
-                self.consumed = 0
-                self._start()
-                items = next(self._iterator)
+            items = next(self._iterator)
         except (DatasetFormatError, UserError) as error:
             raise type(error)(_one_line(error)) from None
+        if self.consumed >= self.batches_per_epoch:
+            self.epoch, self.consumed = self.epoch + 1, 0
         self.consumed += 1
         return items
 
@@ -206,6 +213,16 @@ class BatchStream:
         if saved_world_size != self.world_size:
             self.consumed = self.consumed * saved_world_size // self.world_size
         self._iterator = None
+
+
+class _EndlessBatches:
+    """A DataLoader ``batch_sampler`` over an endless iterator of batches (it has no length)."""
+
+    def __init__(self, batches: Iterator[list[int]]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return self.batches
 
 
 def _one_line(error: Exception) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -105,7 +106,8 @@ class MetricsLog:
     def log(self, step: int, values: dict, prefix: str = "train") -> None:
         if not self.enabled:
             return
-        record = {"step": step, "kind": prefix, **values}
+        # Wall-clock time (s since the epoch) of each line: step rates come from the log (benchmarks/end_to_end.py).
+        record = {"step": step, "kind": prefix, "time": round(time.time(), 3), **values}
         with open(self.path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         self.text.metrics(step, prefix, values)

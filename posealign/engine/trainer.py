@@ -18,8 +18,10 @@ from omegaconf import DictConfig
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from posealign.data.batch import Batch
 from posealign.engine.checkpoint import checkpoint_path, latest_checkpoint
 from posealign.engine.data import RunData, adapts, build_run_data, collate, to_batch
+from posealign.engine.device_settings import build_adam, use_channels_last
 from posealign.engine.distributed import (
     DistributedContext,
     any_rank,
@@ -114,17 +116,17 @@ def build_training(config: DictConfig, data: RunData, context: DistributedContex
     method = MultiLevelAlignment(
         config, data.keypoint_set.num_keypoints, on_any_rank=functools.partial(any_rank, context=context)
     ).to(device)
-    if config.run.channels_last:
+    if use_channels_last(config, device):
         method.to(memory_format=torch.channels_last)
     if context.enabled and config.run.sync_batchnorm:
         method.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method.student)
-    optimizer = torch.optim.Adam(method.student.parameters(), lr=float(config.optim.lr))
+    optimizer = build_adam(method.student.parameters(), float(config.optim.lr), device)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, list(config.optim.milestones), float(config.optim.gamma)
     )
     discriminator_optimizer = None
     if method.discriminator is not None:
-        discriminator_optimizer = torch.optim.Adam(method.discriminator.parameters(), lr=float(config.align.feature.lr))
+        discriminator_optimizer = build_adam(method.discriminator.parameters(), float(config.align.feature.lr), device)
     scaler = torch.amp.GradScaler(device.type, enabled=config.run.amp == "fp16")
     if context.enabled:
         ids = [device.index] if device.type == "cuda" else None
@@ -187,7 +189,8 @@ def start_adaptation(training: TrainingState, data: RunData, log: MetricsLog, st
         dataset = data.labeled.dataset
         count = min(len(dataset), _CALIBRATION_IMAGES)
         items = collate([dataset[i] for i in range(count)])
-        source_images = to_batch(items, training.context.device, training.config.run.channels_last).images
+        device = training.context.device
+        source_images = to_batch(items, device, use_channels_last(training.config, device)).images
     method.start_adaptation(source_images)
     if source_images is not None:
         log.note(
@@ -243,12 +246,25 @@ def train_one_step(training: TrainingState, stage: str, step: int) -> dict[str, 
 
     A non-finite loss saves this step's checkpoint (still the last good state) and stops the run.
     """
-    config, context, method = training.config, training.context, training.method
-    device, channels_last = context.device, config.run.channels_last
-    pretrain_steps, total_steps = _schedule(config)
+    labeled, target = next_batches(training)
+    return optimization_step(training, stage, step, labeled, target)
+
+
+def next_batches(training: TrainingState) -> tuple[Batch, Batch | None]:
+    """The step's labeled batch and target batch (None when the run reads no target images), on the device."""
+    device = training.context.device
+    channels_last = use_channels_last(training.config, device)
     labeled = to_batch(next(training.labeled_stream), device, channels_last)
     target = to_batch(next(training.target_stream), device, channels_last) if training.target_stream else None
+    return labeled, target
 
+
+def optimization_step(
+    training: TrainingState, stage: str, step: int, labeled: Batch, target: Batch | None
+) -> dict[str, float]:
+    """:func:`train_one_step` on batches already on the device (benchmarks/end_to_end.py times it alone)."""
+    config, context, method = training.config, training.context, training.method
+    pretrain_steps, total_steps = _schedule(config)
     training.optimizer.zero_grad(set_to_none=True)
     if training.discriminator_optimizer is not None:
         training.discriminator_optimizer.zero_grad(set_to_none=True)
@@ -262,7 +278,7 @@ def train_one_step(training: TrainingState, stage: str, step: int) -> dict[str, 
             progress=max(step - pretrain_steps, 0) / max(total_steps - pretrain_steps, 1),
             step=step,
             scaler=training.scaler,
-            autocast=_autocast(config, device),
+            autocast=_autocast(config, context.device),
             # The gradient-norm diagnostics need extra backward passes through a retained graph, which
             # neither DDP (its reducer expects one backward) nor a compiled student (donated buffers) allows.
             diagnose=_logged_step(config, step + 1, total_steps) and not context.enabled and not config.run.compile,

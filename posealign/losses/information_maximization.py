@@ -20,11 +20,14 @@ def information_maximization_loss(
 ) -> torch.Tensor:
     """L_IM on the student's target heatmaps (B, K, H, W) in the common frame; ``variant`` picks
     :func:`information_maximization_paper` or :func:`information_maximization_release`.
-    ``temperature``: tau of every softmax (:mod:`posealign.alignment.pose_level`); 1 is the paper's."""
+    ``temperature``: tau of every softmax (:mod:`posealign.alignment.pose_level`); 1 is the paper's.
+    The loss is multiplied by tau: the gradient of an entropy of softmax(x / tau) with respect to x
+    grows as 1 / tau, and the factor keeps l_im's scale whatever tau the calibration picks (as
+    distillation multiplies its softened loss by T^2). At tau = 1 nothing changes."""
     if variant == "paper":
-        return information_maximization_paper(heatmaps, gate_threshold, temperature)
+        return temperature * information_maximization_paper(heatmaps, gate_threshold, temperature)
     if variant == "release":
-        return information_maximization_release(heatmaps, temperature)
+        return temperature * information_maximization_release(heatmaps, temperature)
     raise ValueError(f"align.pose.variant must be 'paper' or 'release', not {variant!r}")
 
 

@@ -1,0 +1,56 @@
+"""BatchStream serves every epoch from one loader and still draws exactly the per-epoch
+permutations it always drew, resumed positions included."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from posealign.engine.data import BatchStream
+
+
+class Numbered(torch.utils.data.Dataset):
+    """Samples that carry their own index, so a batch shows which samples it holds."""
+
+    def __len__(self) -> int:
+        return 23
+
+    def __getitem__(self, index: int) -> dict:
+        return {
+            "image": torch.full((3, 2, 2), index, dtype=torch.uint8),
+            "keypoints": torch.zeros(1, 2),
+            "visible": torch.ones(1, dtype=torch.bool),
+            "crop_box": torch.zeros(4),
+            "index": index,
+        }
+
+
+def expected_batches(epochs: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> list[list[int]]:
+    """The permutation of each epoch, cut into this rank's full batches (the stream's contract)."""
+    batches = []
+    for epoch in range(epochs):
+        order = torch.randperm(23, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        per_rank = 23 // world_size
+        mine = order[rank * per_rank : (rank + 1) * per_rank].tolist()
+        batches += [mine[i * batch_size : (i + 1) * batch_size] for i in range(len(mine) // batch_size)]
+    return batches
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_batches_across_epochs_and_after_a_resume(workers):
+    expected = expected_batches(3, 5, seed=7)  # 4 batches an epoch, 3 samples dropped each
+    stream = BatchStream(Numbered(), 5, seed=7, num_workers=workers)
+    drawn = [next(stream)["index"].tolist() for _ in range(12)]
+    assert drawn == expected
+    assert stream.state_dict() == {"epoch": 2, "consumed": 4, "world_size": 1}
+
+    for stopped_at in (4, 6):  # after an epoch's last batch, and inside an epoch
+        resumed = BatchStream(Numbered(), 5, seed=7, num_workers=workers)
+        resumed.load_state_dict({"epoch": stopped_at // 4 - (stopped_at % 4 == 0), "consumed": stopped_at % 4 or 4})
+        assert [next(resumed)["index"].tolist() for _ in range(12 - stopped_at)] == expected[stopped_at:]
+
+
+def test_each_rank_takes_its_share():
+    for rank in (0, 1):
+        stream = BatchStream(Numbered(), 3, seed=2, rank=rank, world_size=2)
+        assert [next(stream)["index"].tolist() for _ in range(6)] == expected_batches(2, 3, 2, rank, 2)
