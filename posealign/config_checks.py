@@ -85,6 +85,13 @@ def _check_method_choices(config: DictConfig) -> None:
         value = OmegaConf.select(config, key)
         if value not in choices:
             raise UserError(f"{key}={value}: choose one of {list(choices)}")
+    fraction = config.align.pose.get("calibrate_temperature_to")
+    if fraction is not None and not (isinstance(fraction, int | float) and 0.0 < float(fraction) < 1.0):
+        raise UserError(f"align.pose.calibrate_temperature_to={fraction}: must be a fraction between 0 and 1 (or null)")
+    if not 0.0 <= float(config.align.feature.warmup) < 1.0:
+        raise UserError(f"align.feature.warmup={config.align.feature.warmup}: must be a fraction in [0, 1)")
+    if float(config.align.pose.temperature) <= 0:
+        raise UserError(f"align.pose.temperature={config.align.pose.temperature}: must be positive")
     image = config.align.image
     if image.enabled:
         require_style_weights(OmegaConf.to_container(image, resolve=True))

@@ -175,7 +175,7 @@ class MultiLevelAlignment(nn.Module):
     def grl_coefficient(self, progress: float) -> float:
         """lambda of the gradient reversal at ``progress`` (0 -> 1) through stage 2."""
         feature = self.config.align.feature
-        return grl_coefficient(feature.grl, progress, float(feature.grl_lambda))
+        return grl_coefficient(feature.grl, progress, float(feature.grl_lambda), float(feature.warmup))
 
     def loss_weights(self) -> dict[str, float]:
         """l_c, l_adv and l_im of eq. 8, read from the config at each step."""

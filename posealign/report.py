@@ -1,7 +1,8 @@
 """``posealign report``: a Markdown page with PNG figures comparing runs.
 
-The paper-style table, PCK-vs-threshold curves, per-keypoint bars, training curves, and the same
-target images predicted by each run (source-only next to adapted).
+The paper-style table, PCK-vs-threshold curves, per-keypoint bars, training curves, what each
+alignment level does during adaptation (:mod:`posealign.diagnostics`), and the same target images
+predicted by each run (source-only next to adapted).
 """
 
 from __future__ import annotations
@@ -146,6 +147,59 @@ def _training(runs: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
+# What each alignment level does during adaptation (posealign.diagnostics): (panel title, y label,
+# the logged names drawn in it, log scale).
+DIAGNOSTIC_PANELS = (
+    ("gradient into the shared layers / L_sup's", "ratio", ("grad_loss_cons", "grad_loss_adv", "grad_loss_im"), True),
+    ("pose level: entropy / its maximum", "fraction", ("im_entropy_h", "im_entropy_w", "im_entropy_m"), False),
+    (
+        "feature level: discriminator accuracy",
+        "accuracy",
+        ("discriminator_accuracy_source", "discriminator_accuracy_target"),
+        False,
+    ),
+)
+_LINE_STYLES = ("-", "--", ":")
+
+
+def _alignment_diagnostics(runs: list[dict], path: Path) -> bool:
+    """One panel per kind of diagnostic, one colour per run, one line style per quantity; the
+    gradient norms divided by L_sup's at the same step. False when no run logged any."""
+    train = [[m for m in r["metrics"] if m.get("kind") == "train" and m.get("stage") == "adapt"] for r in runs]
+    panels = [p for p in DIAGNOSTIC_PANELS if any(name in m for rows in train for m in rows for name in p[2])]
+    if not panels:
+        return False
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), dpi=110, squeeze=False)
+    for axis, (title, label, names, log_scale) in zip(axes.flat, panels, strict=True):
+        for index, (run, rows) in enumerate(zip(runs, train, strict=True)):
+            for style, name in zip(_LINE_STYLES, names, strict=False):
+                ratio = name.startswith("grad_")
+                points = [
+                    (m["step"], m[name] / m["grad_loss_sup"] if ratio else m[name])
+                    for m in rows
+                    if name in m and (not ratio or m.get("grad_loss_sup"))
+                ]
+                if points:
+                    steps, values = zip(*points, strict=True)
+                    short = (
+                        name.replace("grad_loss_", "")
+                        .replace("im_entropy_", "E_")
+                        .replace("discriminator_accuracy_", "")
+                    )
+                    axis.plot(steps, values, color=f"C{index}", linestyle=style, label=f"{run['name']}: {short}")
+        if log_scale and any(y > 0 for line in axis.get_lines() for y in line.get_ydata()):
+            axis.set_yscale("log")
+        if label == "accuracy":
+            axis.axhline(0.5, color="grey", linewidth=0.8)  # chance
+        axis.set(xlabel="step", ylabel=label, title=title)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=6)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return True
+
+
 def _prediction_grid(runs: list[dict], path: Path, count: int = 8) -> bool:
     """Rows = runs, columns = the same target test images; False when a run's data is not at hand."""
     from posealign.engine.data import build_dataset
@@ -200,6 +254,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
     _curves(runs, out / "pck_curves.png")
     _per_keypoint(runs, out / "per_keypoint.png")
     _training(runs, out / "training_curves.png")
+    has_diagnostics = _alignment_diagnostics(runs, out / "alignment_diagnostics.png")
     has_grid = _prediction_grid(runs, out / "predictions.png")
     sections = [
         "# posealign report",
@@ -218,6 +273,13 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
         "## Per keypoint\n\n![per keypoint](per_keypoint.png)",
         "## Training\n\n![training curves](training_curves.png)",
     ]
+    if has_diagnostics:
+        sections.append(
+            "## What each alignment level does\n\nGradient each weighted term of eq. 8 sends into the student's "
+            "shared layers, relative to L_sup's; the pose level's entropies as a fraction of their maximum "
+            "(1.0: uniform, no gradient); the discriminator's accuracy per domain (0.5: chance).\n\n"
+            "![alignment diagnostics](alignment_diagnostics.png)"
+        )
     if has_grid:
         sections.append("## Predictions\n\n![predictions](predictions.png)")
     page = out / "report.md"

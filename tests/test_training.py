@@ -450,3 +450,53 @@ def test_compiled_student_trains_both_stages_and_saves_plain_keys(benchmark_root
     assert state["student"].keys() == state["teacher"].keys()
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["stage"] for row in rows if row["kind"] == "train"] == ["pretrain", "pretrain", "adapt", "adapt"]
+
+
+# ---------------------------------------------------------------- issue 11: diagnostics and the calibrated pose level
+
+
+def test_diagnostics_are_logged_and_leave_the_run_unchanged(reference_run, benchmark_root, tmp_path, capsys):
+    # The reference logs every step, so every adaptation step also ran the diagnostics' extra backwards.
+    adapt = [json.loads(line) for line in (reference_run[0] / "metrics.jsonl").read_text().splitlines()]
+    adapt = [m for m in adapt if m.get("stage") == "adapt"]
+    assert adapt and all(
+        {"grad_loss_sup", "grad_loss_cons", "grad_loss_adv", "grad_loss_im", "im_entropy_h", "im_entropy_m"} <= set(m)
+        and {"discriminator_accuracy_source", "discriminator_accuracy_target"} <= set(m)
+        for m in adapt
+    )
+    assert all(m["grad_loss_sup"] > 0 and 0 < m["im_entropy_h"] <= 1 for m in adapt)
+    out = tmp_path / "quiet"
+    code, _, _ = run_cli(capsys, train_argv(out, benchmark_root, *SCHEDULE, "run.log_every=1000"))
+    assert code == 0
+    assert_same_networks(out, reference_run[0])
+
+
+def test_calibrated_temperature_is_saved_resumed_and_not_taken_from_a_shared_stage_one(
+    benchmark_root, tmp_path, capsys
+):
+    cache = tmp_path / "cache"
+    # daml_plus builds a 16-channel discriminator; the cached stage 1 is reused by one of 8 channels.
+    whole = tmp_path / "whole"
+    code, stdout, _ = run_cli(
+        capsys, train_argv(whole, benchmark_root, *SCHEDULE, f"run.pretrain_cache={cache}", preset="daml_plus")
+    )
+    assert code == 0
+    results = json.loads((whole / "results.json").read_text())
+    tau = results["pose_temperature"]
+    assert 0 < tau < 1 and f"temperature {tau:.4g} calibrated" in (whole / "train.log").read_text()
+    state = torch.load(whole / "checkpoints" / "final.pt", map_location="cpu", weights_only=False)
+    assert state["pose_temperature"] == tau
+
+    # Resumed inside stage 2 (checkpoint after step 6 of 4 + 6): the saved tau, not a recalibration
+    # on the partly adapted student.
+    resumed = tmp_path / "resumed"
+    argv = [*train_argv(resumed, benchmark_root, *SCHEDULE, f"run.pretrain_cache={cache}", preset="daml_plus")]
+    code, stdout, _ = run_cli(capsys, [*argv, "--resume", str(whole / "checkpoints" / "step_0000006.pt")])
+    assert code == 0 and "resumed from" in stdout
+    assert final_numbers(resumed) == final_numbers(whole)
+
+    narrow = tmp_path / "narrow"
+    overrides = (f"run.pretrain_cache={cache}", "align.feature.channels=[8,8,8]")
+    code, stdout, _ = run_cli(capsys, train_argv(narrow, benchmark_root, *SCHEDULE, *overrides, preset="daml_plus"))
+    assert code == 0 and "reusing stage 1" in stdout
+    assert json.loads((narrow / "results.json").read_text())["pose_temperature"] == pytest.approx(tau)

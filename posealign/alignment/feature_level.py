@@ -29,8 +29,17 @@ def reverse_gradient(features: torch.Tensor, coefficient: float = 1.0) -> torch.
     return _GradientReversal.apply(features, coefficient)
 
 
-def grl_coefficient(schedule: str, progress: float, base: float = 1.0) -> float:
-    """lambda: ``constant`` (released code) or the DANN ramp 2 / (1 + exp(-10 p)) - 1 over progress p."""
+def grl_coefficient(schedule: str, progress: float, base: float = 1.0, warmup: float = 0.0) -> float:
+    """lambda: ``constant`` (released code) or the DANN ramp 2 / (1 + exp(-10 p)) - 1 over progress p.
+
+    ``warmup`` (ours, ``align.feature.warmup``): for the first fraction w of stage 2 lambda is 0, so
+    the discriminator learns to tell the domains apart before the student is pushed back; the
+    schedule then runs over the rest, p' = (p - w) / (1 - w).
+    """
+    if warmup > 0.0:
+        if progress < warmup:
+            return 0.0
+        progress = (progress - warmup) / (1.0 - warmup)
     if schedule == "constant":
         return base
     if schedule == "dann":

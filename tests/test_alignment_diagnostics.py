@@ -1,0 +1,148 @@
+"""Issue 11: the pose level's temperature and its calibration, and the diagnostics of each level,
+each checked against its formula worked out by hand on small inputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from posealign.alignment.pose_level import axis_distributions, calibrate_temperature, mean_axis_entropy_fraction
+from posealign.config import load_config
+from posealign.config_checks import check_values
+from posealign.diagnostics import discriminator_accuracies, entropy_fractions, gradient_norms, shared_parameters
+from posealign.errors import UserError
+from posealign.losses.information_maximization import information_maximization_loss
+from posealign.models.simple_baseline import build_pose_model
+
+
+def test_axis_distributions_divide_the_projections_by_the_temperature():
+    # One 2x3 map: row means (1+0+2)/3 = 1 and (0+0+0)/3 = 0; column means 0.5, 0, 1.
+    heatmap = torch.tensor([[[[1.0, 0.0, 2.0], [0.0, 0.0, 0.0]]]])
+    p_h, p_w = axis_distributions(heatmap, temperature=0.5)
+    e2 = math.exp(2.0)
+    torch.testing.assert_close(p_h[0, 0], torch.tensor([e2 / (e2 + 1), 1 / (e2 + 1)]))
+    weights = torch.tensor([math.exp(1.0), 1.0, math.exp(2.0)])
+    torch.testing.assert_close(p_w[0, 0], weights / weights.sum())
+    # tau = 1 is the paper's softmax of the projections, unchanged.
+    torch.testing.assert_close(axis_distributions(heatmap)[0][0, 0], torch.softmax(torch.tensor([1.0, 0.0]), 0))
+
+
+def test_im_loss_at_a_temperature_is_tau_times_the_formula_at_that_temperature():
+    torch.manual_seed(0)
+    maps = torch.rand(3, 2, 5, 4, dtype=torch.float64)
+    tau = 0.05
+
+    def entropy(p):
+        return -(p * p.log()).sum(-1)
+
+    # The release variant by hand: (E_h + E_w - E_m) / (H W), every softmax at tau, then times tau.
+    p_h = torch.softmax(maps.mean(3) / tau, -1)
+    p_w = torch.softmax(maps.mean(2) / tau, -1)
+    p_m = torch.softmax(maps.mean(0).flatten(1) / tau, -1)
+    by_hand = tau * (entropy(p_h).mean() + entropy(p_w).mean() - entropy(p_m).mean()) / 20
+    torch.testing.assert_close(information_maximization_loss(maps, "release", temperature=tau), by_hand)
+    # At tau = 1 both variants are exactly what they were.
+    for variant in ("paper", "release"):
+        assert torch.equal(
+            information_maximization_loss(maps, variant, 0.5, 1.0), information_maximization_loss(maps, variant, 0.5)
+        )
+
+
+def test_the_gradient_that_vanishes_at_tau_1_is_there_at_a_calibrated_tau():
+    # Gaussian-like maps with peaks below 1, as a pose network predicts them.
+    ys, xs = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    centres = torch.tensor([[4.0, 5.0], [10.0, 9.0], [7.0, 12.0]])
+    maps = torch.stack([0.8 * torch.exp(-((xs - x) ** 2 + (ys - y) ** 2) / 8) for x, y in centres])
+    maps = (maps[:, None] + 0.05 * torch.rand(3, 2, 16, 16)).requires_grad_()
+    gradient = {}
+    for tau in (1.0, calibrate_temperature(maps.detach(), 0.5)):
+        (grad,) = torch.autograd.grad(information_maximization_loss(maps, "release", temperature=tau), maps)
+        gradient[tau] = grad.norm().item()
+    at_one, calibrated = gradient[1.0], next(v for k, v in gradient.items() if k != 1.0)
+    assert calibrated > 10 * at_one  # about 30x here; in the benchmark runs grad_loss_im grew about 50x
+
+
+def test_calibrated_temperature_gives_the_requested_entropy_and_grows_with_it():
+    torch.manual_seed(1)
+    maps = torch.rand(4, 3, 8, 8) ** 4
+    taus = [calibrate_temperature(maps, fraction) for fraction in (0.3, 0.5, 0.8)]
+    assert taus[0] < taus[1] < taus[2]
+    for fraction, tau in zip((0.3, 0.5, 0.8), taus, strict=True):
+        assert mean_axis_entropy_fraction(maps, tau) == pytest.approx(fraction, abs=1e-4)
+    with pytest.raises(ValueError, match="calibrate_temperature_to"):
+        calibrate_temperature(maps, 1.0)
+
+
+def test_entropy_fractions_are_one_for_flat_maps_and_near_zero_for_peaked_ones():
+    flat = torch.zeros(2, 3, 4, 5)
+    fractions = entropy_fractions(flat)
+    for value in fractions.values():
+        assert value.item() == pytest.approx(1.0)
+    peaked = torch.zeros(2, 3, 4, 5)
+    peaked[:, :, 1, 2] = 1.0
+    sharp = entropy_fractions(peaked, temperature=0.01)
+    assert sharp["im_entropy_h"] < 1e-3 and sharp["im_entropy_w"] < 1e-3 and sharp["im_entropy_m"] < 1e-3
+
+
+def test_discriminator_accuracy_per_domain_by_hand():
+    # Source (label 0) wants logits < 0, target (label 1) logits > 0.
+    logits = torch.tensor([-1.0, 2.0, -3.0, -0.5, 0.5, 1.0, 2.0, 3.0]).view(8, 1, 1, 1)
+    accuracies = discriminator_accuracies(logits, source_count=4)
+    assert accuracies["discriminator_accuracy_source"].item() == pytest.approx(3 / 4)
+    assert accuracies["discriminator_accuracy_target"].item() == pytest.approx(1.0)
+
+
+def test_gradient_norms_match_separate_backward_passes_and_leave_grad_untouched():
+    torch.manual_seed(2)
+    student = build_pose_model(load_config("daml", "benchmark").model, num_keypoints=3)
+    shared = shared_parameters(student)
+    assert len(shared) == len(list(student.parameters())) - 2  # all but the head's weight and bias
+    heatmaps, features = student(torch.rand(2, 3, 32, 32))
+    terms = {"loss_sup": heatmaps.pow(2).mean(), "loss_adv": 0.5 * features.abs().mean()}
+    norms = gradient_norms(terms, shared)
+    assert all(p.grad is None for p in student.parameters())
+    for name, term in terms.items():
+        student.zero_grad(set_to_none=True)
+        term.backward(retain_graph=True)
+        expected = torch.sqrt(sum(p.grad.pow(2).sum() for p in shared if p.grad is not None))
+        torch.testing.assert_close(norms[f"grad_{name}"], expected)
+    # A loss scale (fp16) is divided out again.
+    scaled = gradient_norms(terms, shared, scale=1024.0)
+    torch.testing.assert_close(scaled["grad_loss_sup"], norms["grad_loss_sup"])
+
+
+def test_a_term_without_a_graph_is_skipped():
+    layer = nn.Linear(2, 1)
+    norms = gradient_norms({"loss_sup": layer(torch.ones(1, 2)).sum(), "loss_im": torch.tensor(0.3)}, [layer.weight])
+    assert set(norms) == {"grad_loss_sup"}
+
+
+@pytest.mark.parametrize("value", ["1.0", "0", "-0.2", "2"])
+def test_calibration_fraction_outside_zero_one_is_a_one_line_error(value):
+    config = load_config("daml_plus", "benchmark", [f"align.pose.calibrate_temperature_to={value}"])
+    with pytest.raises(UserError, match="calibrate_temperature_to"):
+        check_values(config, check_roots=False)
+
+
+def test_new_presets_change_only_what_they_say():
+    daml = load_config("daml", "benchmark")
+    plus = load_config("daml_plus", "benchmark")
+    assert daml.align.pose.temperature == 1.0 and daml.align.pose.calibrate_temperature_to is None
+    assert plus.align.pose.calibrate_temperature_to == 0.5
+    assert plus.mean_teacher.student_batchnorm == "joint" and plus.align.feature.lr == 1.0e-3
+    assert load_config("mt_image_pose_tau", "benchmark").align.feature.enabled is False
+    assert load_config("mt_image_feature_joint", "benchmark").align.pose.enabled is False
+
+
+def test_grl_warmup_holds_lambda_at_zero_then_runs_the_schedule_over_the_rest():
+    from posealign.alignment.feature_level import grl_coefficient
+
+    assert grl_coefficient("dann", 0.1, 1.0, warmup=0.25) == 0.0
+    assert grl_coefficient("dann", 0.25, 1.0, warmup=0.25) == 0.0  # p' = 0: the ramp starts at 0
+    # p = 0.625 with w = 0.25 is p' = 0.5 of the ramp: 2 / (1 + e^-5) - 1.
+    assert grl_coefficient("dann", 0.625, 2.0, warmup=0.25) == pytest.approx(2.0 * (2 / (1 + math.exp(-5)) - 1))
+    assert grl_coefficient("constant", 0.3, 0.5, warmup=0.25) == 0.5
+    assert grl_coefficient("dann", 0.4, 1.0) == grl_coefficient("dann", 0.4, 1.0, warmup=0.0)
