@@ -27,8 +27,10 @@ GENERATOR_VERSION = 1
 # Recorded in benchmark.json: the module that held the generator when version 1 was written. Kept as
 # it was so that benchmarks generated before the move still read as complete and are not regenerated.
 GENERATOR_NAME = "posealign.data.synthetic_benchmark"
-SPLITS = ("source_train", "source_test", "target_train", "target_test")
-DEFAULT_SIZES = {"source_train": 4000, "source_test": 500, "target_train": 4000, "target_test": 500}
+# ``target_val`` came last (after version 1 was released): a split's index seeds its images, so new
+# splits go at the end and the images of the others stay byte-identical.
+SPLITS = ("source_train", "source_test", "target_train", "target_test", "target_val")
+DEFAULT_SIZES = {"source_train": 4000, "source_test": 500, "target_train": 4000, "target_test": 500, "target_val": 500}
 _BATCH = 8  # images rasterised together (the result does not depend on it; small batches stay in cache)
 
 
@@ -84,11 +86,47 @@ def benchmark_is_complete(
     Takes the keyword arguments of :func:`generate_benchmark`; ``workers`` does not change the files
     and is ignored.
     """
+    return _written_parameters(root) == _parameters(image_size, sizes, seed, source_style, target_style)
+
+
+def _written_parameters(root: str | Path) -> dict | None:
+    """The parameters in ``root/benchmark.json``; None when there is no finished generation."""
     try:
-        written = json.loads((Path(root) / "benchmark.json").read_text())
+        return json.loads((Path(root) / "benchmark.json").read_text())
     except (OSError, json.JSONDecodeError):
-        return False
-    return written == _parameters(image_size, sizes, seed, source_style, target_style)
+        return None
+
+
+def _splits_added_since(written: dict | None, parameters: dict) -> list[str] | None:
+    """The splits ``parameters`` has and ``written`` lacks when ``written`` is these parameters as an
+    earlier generator version wrote them (fewer splits, every shared one the same size); else None.
+
+    A benchmark generated before ``target_val`` existed is completed by rendering only that split:
+    the per-image seeds of the other splits did not change, so neither did their files.
+    """
+    if not written or not isinstance(written.get("sizes"), dict):
+        return None
+    older_sizes = written["sizes"]
+    added = [split for split in parameters["sizes"] if split not in older_sizes]
+    same_otherwise = {**written, "sizes": None} == {**parameters, "sizes": None}
+    shared_sizes_equal = all(parameters["sizes"].get(split) == size for split, size in older_sizes.items())
+    return added if added and same_otherwise and shared_sizes_equal else None
+
+
+def benchmark_is_upgradable(
+    root: str | Path,
+    image_size: int = 64,
+    sizes: dict[str, int] | None = None,
+    seed: int = 0,
+    workers: int = 1,
+    *,
+    source_style: DomainStyle = SOURCE_STYLE,
+    target_style: DomainStyle = TARGET_STYLE,
+) -> bool:
+    """True when ``root`` holds a finished benchmark with these parameters that lacks only splits
+    added to the generator since (``generate_benchmark`` then renders just those)."""
+    parameters = _parameters(image_size, sizes, seed, source_style, target_style)
+    return _splits_added_since(_written_parameters(root), parameters) is not None
 
 
 def generate_benchmark(
@@ -106,20 +144,24 @@ def generate_benchmark(
     ``sizes`` overrides the number of images of some splits (the others keep ``DEFAULT_SIZES``).
     ``workers > 1`` renders in a process pool; the files are identical either way.
     Regenerating deletes only what the generator writes: ``images/<split>/``, the annotation files
-    and ``benchmark.json``.
+    and ``benchmark.json``. A benchmark that lacks only splits added to the generator since it was
+    made (``target_val``) is upgraded in place: only those splits are rendered.
     """
     root = Path(root)
     parameters = _parameters(image_size, sizes, seed, source_style, target_style)
-    if benchmark_is_complete(root, image_size, sizes, seed, source_style=source_style, target_style=target_style):
+    written = _written_parameters(root)
+    if written == parameters:
         return root
+    added = _splits_added_since(written, parameters)
+    splits = [split for split in SPLITS if added is None or split in added]
     marker = root / "benchmark.json"
     marker.unlink(missing_ok=True)  # from here on the folder reads as incomplete until the marker is rewritten
-    for split in SPLITS:
+    for split in splits:
         shutil.rmtree(root / "images" / split, ignore_errors=True)
         (root / "images" / split).mkdir(parents=True)
 
     jobs = []
-    for split in SPLITS:
+    for split in splits:
         count, style = parameters["sizes"][split], source_style if split.startswith("source") else target_style
         chunk = max(1, min(250, -(-count // max(workers, 1))))
         jobs += [
@@ -135,7 +177,7 @@ def generate_benchmark(
     else:
         chunks = [_render_chunk(*job) for job in jobs]
 
-    for split in SPLITS:
+    for split in splits:
         rendered = sorted(
             (row for job, rows in zip(jobs, chunks, strict=True) if job[1] == split for row in rows),
             key=lambda row: row[0],

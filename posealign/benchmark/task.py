@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from posealign.benchmark.generate import benchmark_is_complete, generate_benchmark
+from posealign.benchmark.generate import benchmark_is_complete, benchmark_is_upgradable, generate_benchmark
 from posealign.errors import UserError
 
 
@@ -17,7 +17,8 @@ def ensure_benchmark(config: DictConfig) -> Path:
     parameters is already there (generation is seeded and deterministic).
 
     A complete benchmark made with other parameters is never regenerated in place: the runs beside
-    it were evaluated on it, and their ``eval`` would silently change.
+    it were evaluated on it, and their ``eval`` would silently change. One made before a split was
+    added to the generator (``target_val``) gets just that split: its other files do not change.
     """
     root = Path(config.data.benchmark_root)
     sizes = (
@@ -27,7 +28,10 @@ def ensure_benchmark(config: DictConfig) -> Path:
     )
     image_size, seed = int(config.data.image_size), int(config.data.get("benchmark_seed", 0))
     marker = root / "benchmark.json"
-    if marker.is_file() and not benchmark_is_complete(root, image_size, sizes, seed):
+    settled = benchmark_is_complete(root, image_size, sizes, seed) or benchmark_is_upgradable(
+        root, image_size, sizes, seed
+    )
+    if marker.is_file() and not settled:
         raise UserError(
             f"{root}: holds a benchmark made with other parameters ({_describe(marker)}); runs evaluated on it "
             "would change. Pass data.benchmark_root=ANOTHER_FOLDER, or delete the folder to regenerate it"
