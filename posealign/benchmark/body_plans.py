@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from posealign.benchmark.colors import skin_color
+from posealign.benchmark.colors import fur_color, skin_color
 from posealign.benchmark.domains import SOURCE_STYLE, TARGET_STYLE, DomainStyle, HumanStyle
 from posealign.benchmark.draws import Draws
 from posealign.benchmark.human_figure import draw_human
-from posealign.keypoints import BODY16, KeypointSet
+from posealign.benchmark.quadruped_domains import QUADRUPED_SOURCE_STYLE, QUADRUPED_TARGET_STYLE, QuadrupedStyle
+from posealign.benchmark.quadruped_figure import draw_quadruped
+from posealign.keypoints import ANIMAL14, BODY16, KeypointSet
 
 # draw_figure(draws, style, layers, image side) appends the figure's capsules to layers and returns
 # its keypoints in pixels (x + iy, keypoint-set order) and its scale (pixels per figure unit).
@@ -41,7 +43,16 @@ class BodyPlan:
 
 
 HUMAN = BodyPlan("human", BODY16, HumanStyle, SOURCE_STYLE, TARGET_STYLE, draw_human, skin_color)
-BODY_PLANS = {plan.name: plan for plan in (HUMAN,)}
+QUADRUPED = BodyPlan(
+    "quadruped",
+    ANIMAL14,
+    QuadrupedStyle,
+    QUADRUPED_SOURCE_STYLE,
+    QUADRUPED_TARGET_STYLE,
+    draw_quadruped,
+    fur_color,
+)
+BODY_PLANS = {plan.name: plan for plan in (HUMAN, QUADRUPED)}
 
 
 def get_body_plan(name: str) -> BodyPlan:

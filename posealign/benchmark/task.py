@@ -1,4 +1,5 @@
-"""The built-in benchmark as a task: generate it where the config expects it, once."""
+"""The built-in benchmarks as tasks: generate the one a config names (``data.benchmark_body``, human
+by default) where the config expects it, once."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from posealign.benchmark.body_plans import BODY_PLANS
 from posealign.benchmark.generate import benchmark_is_complete, benchmark_is_upgradable, generate_benchmark
 from posealign.errors import UserError
 
@@ -27,9 +29,12 @@ def ensure_benchmark(config: DictConfig) -> Path:
         else None
     )
     image_size, seed = int(config.data.image_size), int(config.data.get("benchmark_seed", 0))
+    body = str(config.data.get("benchmark_body", "human"))
+    if body not in BODY_PLANS:
+        raise UserError(f"data.benchmark_body={body}: choose one of {sorted(BODY_PLANS)}")
     marker = root / "benchmark.json"
-    settled = benchmark_is_complete(root, image_size, sizes, seed) or benchmark_is_upgradable(
-        root, image_size, sizes, seed
+    settled = benchmark_is_complete(root, image_size, sizes, seed, body=body) or benchmark_is_upgradable(
+        root, image_size, sizes, seed, body=body
     )
     if marker.is_file() and not settled:
         raise UserError(
@@ -37,7 +42,9 @@ def ensure_benchmark(config: DictConfig) -> Path:
             "would change. Pass data.benchmark_root=ANOTHER_FOLDER, or delete the folder to regenerate it"
         )
     # The files are identical for any number of rendering processes.
-    return generate_benchmark(root, image_size=image_size, sizes=sizes, seed=seed, workers=os.cpu_count() or 1)
+    return generate_benchmark(
+        root, image_size=image_size, sizes=sizes, seed=seed, workers=os.cpu_count() or 1, body=body
+    )
 
 
 def _describe(marker: Path) -> str:
@@ -45,4 +52,7 @@ def _describe(marker: Path) -> str:
         written = json.loads(marker.read_text())
     except (OSError, json.JSONDecodeError):
         return "unreadable benchmark.json"
-    return f"image_size {written.get('image_size')}, sizes {written.get('sizes')}, seed {written.get('seed')}"
+    return (
+        f"body {written.get('body', 'human')}, image_size {written.get('image_size')}, sizes {written.get('sizes')}, "
+        f"seed {written.get('seed')}"
+    )
