@@ -52,7 +52,7 @@ def _part_colors(draws: Draws, style: QuadrupedStyle) -> dict[str, tuple[Color, 
     colors.update(torso=(coat, "coat"), head=(coat, "coat"), ear=(coat, "coat"), neck=(coat, "coat"))
     colors.update(tail=(mane, "coat"))
     for leg in LEGS:
-        shadow = 0.8 if leg.startswith("far") else 1.0  # the far side faces away from the light
+        shadow = 0.7 if leg.startswith("far") else 1.0  # the far side is in the body's shadow
         colors[f"{leg}_upper"] = (_darker(coat, shadow), "coat")
         colors[f"{leg}_lower"] = (_darker(lower, shadow), "legs" if lower is not coat else "coat")
     return colors

@@ -26,10 +26,10 @@ _TROT = {"near_front": 0.0, "far_front": math.pi, "near_back": math.pi, "far_bac
 
 # The unposed figure in figure units (nose to rump = 1).
 _TORSO_LENGTH = 0.5  # hip point to shoulder point, on the torso's axis
-_LENGTHS = {"upper_leg": 0.19, "lower_leg": 0.2, "neck": 0.22, "head": 0.2, "tail": 0.3, "ear": 0.07}
+_LENGTHS = {"upper_leg": 0.19, "lower_leg": 0.2, "neck": 0.22, "head": 0.2, "tail": 0.24, "ear": 0.07}
 _RADII = {
     "chest": 0.12, "rump": 0.11, "neck": 0.055, "head": 0.05, "muzzle": 0.03, "ear": 0.018, "eye": 0.016,
-    "shoulder": 0.075, "haunch": 0.085, "upper_leg": 0.034, "lower_leg": 0.025, "hoof": 0.026, "tail": 0.02,
+    "shoulder": 0.075, "haunch": 0.085, "upper_leg": 0.044, "lower_leg": 0.034, "hoof": 0.034, "tail": 0.02,
 }  # fmt: skip
 _LEG_HALF_SPREAD, _EYE_HALF_SPREAD, _EAR_HALF_SPREAD = 0.07, 0.035, 0.03  # lateral offsets c
 
