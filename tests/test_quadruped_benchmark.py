@@ -17,9 +17,11 @@ from posealign.benchmark.draws import Draws
 from posealign.benchmark.generate import SPLITS, benchmark_is_complete, generate_benchmark
 from posealign.benchmark.quadruped_pose import sample_pose
 from posealign.benchmark.render import render_example, render_examples
+from posealign.benchmark.task import ensure_benchmark
 from posealign.cli import main
 from posealign.config import load_config
 from posealign.data.coco import load_coco
+from posealign.errors import UserError
 from posealign.keypoints import ANIMAL14
 
 SIZE = 64
@@ -166,3 +168,10 @@ def test_the_task_preset_generates_the_quadruped_benchmark_and_trains(tmp_path, 
     marker = json.loads((tmp_path / "benchmark_quadruped" / "benchmark.json").read_text())
     assert marker["body"] == "quadruped"
     assert "Hoof" in capsys.readouterr().out  # the Animal14 table
+
+
+def test_a_body_plan_that_does_not_draw_the_configured_keypoints_is_refused(tmp_path):
+    config = load_config("source_only", "benchmark", [f"run.out={tmp_path / 'run'}", "data.benchmark_body=quadruped"])
+    with pytest.raises(UserError, match="animal14"):
+        ensure_benchmark(config)
+    assert not (tmp_path / "benchmark").exists()

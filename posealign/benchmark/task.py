@@ -32,6 +32,12 @@ def ensure_benchmark(config: DictConfig) -> Path:
     body = str(config.data.get("benchmark_body", "human"))
     if body not in BODY_PLANS:
         raise UserError(f"data.benchmark_body={body}: choose one of {sorted(BODY_PLANS)}")
+    drawn = BODY_PLANS[body].keypoint_set.name
+    if config.data.get("keypoint_set") != drawn:
+        raise UserError(
+            f"data.benchmark_body={body} draws {drawn} keypoints but data.keypoint_set is "
+            f"{config.data.get('keypoint_set')}; use the task made for it (--task benchmark or benchmark_quadruped)"
+        )
     marker = root / "benchmark.json"
     settled = benchmark_is_complete(root, image_size, sizes, seed, body=body) or benchmark_is_upgradable(
         root, image_size, sizes, seed, body=body
