@@ -12,7 +12,7 @@ import torch
 from posealign.cli import main
 from posealign.config import load_config
 
-TINY_DATA = "data.benchmark_sizes={source_train: 4, source_test: 2, target_train: 4, target_test: 2}"
+TINY_DATA = "data.benchmark_sizes={source_train: 4, source_test: 2, target_train: 4, target_test: 2, target_val: 2}"
 
 
 def test_paper_scale_task_has_the_paper_settings():

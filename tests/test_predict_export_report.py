@@ -21,7 +21,7 @@ TINY = [
     "model.deconv_channels=16",
     "train.batch_size=4",
     "train.pretrain_steps=2",
-    "data.benchmark_sizes={source_train: 8, source_test: 8, target_train: 8, target_test: 8}",
+    "data.benchmark_sizes={source_train: 8, source_test: 8, target_train: 8, target_test: 8, target_val: 8}",
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +13,16 @@ import pytest
 from PIL import Image
 
 from posealign.benchmark.domains import SOURCE_STYLE, TARGET_STYLE
-from posealign.benchmark.generate import SPLITS, benchmark_is_complete, generate_benchmark
+from posealign.benchmark.generate import SPLITS, benchmark_is_complete, benchmark_is_upgradable, generate_benchmark
 from posealign.benchmark.render import render_example, render_examples
 from posealign.benchmark.scene import sample_scene
+from posealign.benchmark.task import ensure_benchmark
+from posealign.config import load_config
 from posealign.data.coco import load_coco
 from posealign.keypoints import BODY16
 
 SIZE = 64
-TINY = {"source_train": 6, "source_test": 3, "target_train": 6, "target_test": 3}
+TINY = {"source_train": 6, "source_test": 3, "target_train": 6, "target_test": 3, "target_val": 3}
 LIMB_KEYPOINTS = (0, 1, 4, 5, 10, 11, 14, 15)  # ankles, knees, wrists, elbows
 # sha256 (first 16 hex digits) of the decoded pixels of each split's images in index order, and of
 # each split's annotation file, for TINY at seed 0. Recorded from the generator as first released
@@ -30,6 +33,7 @@ FINGERPRINTS = {
     "source_test": ("d9c2049c70ce97a0", "3e7e50e5485516e8"),
     "target_train": ("e7bad20046fcfb23", "f7f50f8c2b24fe2f"),
     "target_test": ("34b67c36eb56532d", "33073367c3c918c9"),
+    "target_val": ("68a422d6acad3a48", "e84bfe4185f63380"),  # recorded when the split was added
 }
 
 
@@ -161,10 +165,38 @@ def test_skips_when_complete_and_regenerates_when_parameters_change(tmp_path):
     assert not benchmark_is_complete(root, image_size=SIZE, sizes=smaller, seed=1)
 
 
+def test_a_benchmark_from_before_target_val_gets_only_that_split(tmp_path):
+    # What the generator wrote before target_val existed: four splits, the same files, no target_val.
+    root = generate_benchmark(tmp_path / "benchmark", image_size=SIZE, sizes=TINY, seed=0)
+    marker = json.loads((root / "benchmark.json").read_text())
+    del marker["sizes"]["target_val"]
+    (root / "benchmark.json").write_text(json.dumps(marker))
+    shutil.rmtree(root / "images" / "target_val")
+    (root / "annotations" / "target_val.json").unlink()
+    before = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in root.rglob("*") if path.is_file()}
+    assert not benchmark_is_complete(root, image_size=SIZE, sizes=TINY, seed=0)
+    assert benchmark_is_upgradable(root, image_size=SIZE, sizes=TINY, seed=0)
+
+    config = load_config("source_only", "benchmark", [f"data.benchmark_root={root}", f"data.benchmark_sizes={TINY}"])
+    ensure_benchmark(config)  # no "other parameters" error: the folder is upgraded in place
+    assert benchmark_is_complete(root, image_size=SIZE, sizes=TINY, seed=0)
+    for path, (content, stamp) in before.items():
+        if path.name != "benchmark.json":
+            assert path.read_bytes() == content and path.stat().st_mtime_ns == stamp, path
+    assert len(load_coco(root, "target_val", keypoint_set="body16", crop="image")) == TINY["target_val"]
+    fresh = generate_benchmark(tmp_path / "fresh", image_size=SIZE, sizes=TINY, seed=0)
+    assert _files(root) == _files(fresh)
+
+    # Another size of a split that was there is not an upgrade.
+    marker["sizes"]["target_test"] = 2
+    (root / "benchmark.json").write_text(json.dumps(marker))
+    assert not benchmark_is_upgradable(root, image_size=SIZE, sizes=TINY, seed=0)
+
+
 def test_keypoints_outside_the_image_get_visibility_zero(tmp_path):
     # Large figures allowed to stick far out of the frame.
     spilling = dataclasses.replace(SOURCE_STYLE, figure_height=(1.1, 1.3), position_slack=0.4)
-    sizes = {"source_train": 8, "source_test": 1, "target_train": 1, "target_test": 1}
+    sizes = {"source_train": 8, "source_test": 1, "target_train": 1, "target_test": 1, "target_val": 1}
     root = generate_benchmark(tmp_path, image_size=SIZE, sizes=sizes, source_style=spilling)
     dataset = load_coco(root, "source_train", keypoint_set="body16", crop="image")
     keypoints = np.stack([r.keypoints for r in dataset.records])

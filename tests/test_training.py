@@ -35,7 +35,7 @@ TINY = [
     "run.seed=3",
     "data.image_size=32",
     "data.heatmap_size=32",
-    "data.benchmark_sizes={source_train: 64, source_test: 16, target_train: 64, target_test: 16}",
+    "data.benchmark_sizes={source_train: 64, source_test: 16, target_train: 64, target_test: 16, target_val: 16}",
     "train.batch_size=8",
 ]
 # The resumable run of tests 1-3: 4 pretrain + 6 adapt steps, checkpoints after steps 3, 6 and 9.

@@ -44,7 +44,11 @@ def write_coco(
 
 
 def write_split_annotations(
-    root: Path, split: str, rendered: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]], image_size: int
+    root: Path,
+    split: str,
+    rendered: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
+    image_size: int,
+    keypoint_set: KeypointSet = BODY16,
 ) -> None:
     """``root/annotations/{split}.json`` from (index, keypoints, visible, bbox) rows in index order.
 
@@ -61,4 +65,5 @@ def write_split_annotations(
         )
         for index, keypoints, visible, bbox in rendered
     ]
-    write_coco(root / "annotations" / f"{split}.json", records, BODY16, root, [(image_size, image_size)] * len(records))
+    sizes = [(image_size, image_size)] * len(records)
+    write_coco(root / "annotations" / f"{split}.json", records, keypoint_set, root, sizes)

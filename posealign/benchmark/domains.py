@@ -1,6 +1,8 @@
-"""The two domains of the built-in benchmark as data: every difficulty knob of one domain is a field
-of :class:`DomainStyle`; ``SOURCE_STYLE`` (clean renders) and ``TARGET_STYLE`` (photo-like) are the
-domains the generator draws, ``STYLES`` names them for configs and the CLI.
+"""The domains of the built-in benchmarks as data: every difficulty knob of one domain is a field of
+a style. :class:`DomainStyle` holds the knobs every body plan shares (placement, appearance,
+background, clutter, camera); :class:`HumanStyle` adds the human figure's pose knobs, and
+``SOURCE_STYLE`` (clean renders) and ``TARGET_STYLE`` (photo-like) are the human benchmark's two
+domains. The quadruped's are in :mod:`posealign.benchmark.quadruped_domains`.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class DomainStyle:
-    """Every difficulty knob of one domain. ``(lo, hi)`` pairs are sampled uniformly per figure/image.
+    """The knobs of one domain that do not depend on the body plan. ``(lo, hi)`` pairs are sampled
+    uniformly per figure/image.
 
-    Angles are in degrees, lengths in units of the figure's height unless said otherwise, intensities
-    in [0, 1]. To widen the gap, move a target knob away from the source value; to close it, copy the
-    source value (``dataclasses.replace(TARGET_STYLE, blur_sigma=(0.0, 0.0))``). Passing changed styles
-    to :func:`generate_benchmark` regenerates the benchmark (the styles are part of benchmark.json).
+    Angles are in degrees, lengths in units of the figure (its height for a human, its body length for
+    a quadruped) unless said otherwise, intensities in [0, 1]. To widen the gap, move a target knob
+    away from the source value; to close it, copy the source value
+    (``dataclasses.replace(TARGET_STYLE, blur_sigma=(0.0, 0.0))``). Passing changed styles to
+    :func:`generate_benchmark` regenerates the benchmark (the styles are part of benchmark.json).
 
     Knobs in pixels (``blur_sigma``, clutter line widths) do not scale with ``image_size``; the others do.
 
@@ -26,25 +30,14 @@ class DomainStyle:
     """
 
     name: str
-    # --- pose distribution ---
-    figure_height: tuple[float, float]  # head-top-to-ankle length of the unposed figure, fraction of image side
+    # --- placement and proportions ---
     position_slack: float  # how far the figure's extent may stick out of the image, fraction of side
     rotation_deg: float  # in-plane rotation of the whole figure ~ U(-r, r)
-    torso_lean_deg: float  # torso lean ~ N(0, sd)
-    head_tilt_deg: float  # neck and head tilt ~ N(0, sd)
-    arm_abduction_deg: tuple[float, float]  # upper arm from hanging down (0) outwards; 90 = horizontal
-    arm_raised_prob: float  # chance per arm of a raised arm instead: abduction U(100, 175)
-    arm_cross_prob: float  # chance per arm of crossing in front of the torso (abduction inwards, elbow folded)
-    elbow_flex_deg: tuple[float, float]  # forearm angle to the upper arm, bent up/out or in at random
-    leg_abduction_deg: tuple[float, float]  # thigh from straight down outwards (stance width)
-    knee_flex_deg: tuple[float, float]  # shin angle to the thigh
-    foreshortening: float  # each segment's drawn length x U(1 - f, 1): out-of-plane rotation
-    proportion_jitter: float  # per-figure length factors (torso, arms, legs, widths) x U(1 - j, 1 + j)
-    limb_width: tuple[float, float]  # per-figure multiplier of every limb radius
-    arm_behind_torso_prob: float  # chance per arm of being drawn behind the torso (hides a crossing arm)
+    proportion_jitter: float  # per-figure length factors (torso, limbs, widths) x U(1 - j, 1 + j)
+    limb_width: tuple[float, float]  # per-figure multiplier of every limb radius (and of distractor strokes)
     # --- appearance of the figure ---
-    palette: str  # "saturated": a vivid flat hue per body part; "clothing": skin, shirt, trousers, shoes (left = right)
-    stripe_prob: float  # chance per garment of stripes
+    palette: str  # "saturated": a vivid flat hue per body part; else the body plan's natural colours
+    stripe_prob: float  # chance per garment (or coat) of stripes
     stripe_amplitude: tuple[float, float]  # relative colour modulation of stripes
     fabric_noise: tuple[float, float]  # relative colour modulation by a grainy texture on every limb
     limb_shading: tuple[float, float]  # cylinder shading strength across each limb (0 = flat)
@@ -53,7 +46,7 @@ class DomainStyle:
     background_grain: float  # amplitude of fine background texture ("textured" only)
     clutter_blobs: tuple[int, int]  # number of random ellipses behind the figure
     clutter_lines: tuple[int, int]  # number of thin straight lines behind the figure
-    distractor_limbs: tuple[int, int]  # limb-like strokes in skin/clothing colours that are not the figure
+    distractor_limbs: tuple[int, int]  # limb-like strokes in the figure's tones that are not the figure
     occluder_prob: float  # chance of one object in front of the figure
     # --- lighting and camera, applied in this order ---
     blur_sigma: tuple[float, float]  # Gaussian blur sd, pixels
@@ -67,7 +60,25 @@ class DomainStyle:
     jpeg_quality: tuple[int, int]
 
 
-SOURCE_STYLE = DomainStyle(
+@dataclass(frozen=True)
+class HumanStyle(DomainStyle):
+    """A human benchmark domain: the shared knobs plus the Body16 figure's pose distribution.
+    ``palette`` is "saturated" or "clothing" (skin, shirt, trousers, shoes; left = right)."""
+
+    figure_height: tuple[float, float]  # head-top-to-ankle length of the unposed figure, fraction of image side
+    torso_lean_deg: float  # torso lean ~ N(0, sd)
+    head_tilt_deg: float  # neck and head tilt ~ N(0, sd)
+    arm_abduction_deg: tuple[float, float]  # upper arm from hanging down (0) outwards; 90 = horizontal
+    arm_raised_prob: float  # chance per arm of a raised arm instead: abduction U(100, 175)
+    arm_cross_prob: float  # chance per arm of crossing in front of the torso (abduction inwards, elbow folded)
+    elbow_flex_deg: tuple[float, float]  # forearm angle to the upper arm, bent up/out or in at random
+    leg_abduction_deg: tuple[float, float]  # thigh from straight down outwards (stance width)
+    knee_flex_deg: tuple[float, float]  # shin angle to the thigh
+    foreshortening: float  # each segment's drawn length x U(1 - f, 1): out-of-plane rotation
+    arm_behind_torso_prob: float  # chance per arm of being drawn behind the torso (hides a crossing arm)
+
+
+SOURCE_STYLE = HumanStyle(
     name="source",
     figure_height=(0.70, 0.85),
     position_slack=0.0,
@@ -106,7 +117,7 @@ SOURCE_STYLE = DomainStyle(
     jpeg_quality=(95, 95),
 )
 
-TARGET_STYLE = DomainStyle(
+TARGET_STYLE = HumanStyle(
     name="target",
     figure_height=(0.65, 0.9),
     position_slack=0.03,
@@ -145,4 +156,4 @@ TARGET_STYLE = DomainStyle(
     jpeg_quality=(50, 90),
 )
 
-STYLES = {"source": SOURCE_STYLE, "target": TARGET_STYLE}  # by name, for configs and the CLI
+STYLES = {"source": SOURCE_STYLE, "target": TARGET_STYLE}  # the human benchmark's domains by name

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from posealign.benchmark.body_plans import HUMAN, BodyPlan
 from posealign.benchmark.camera import apply_camera
 from posealign.benchmark.domains import DomainStyle
 from posealign.benchmark.rasterize import rasterize
@@ -16,7 +17,8 @@ from posealign.benchmark.scene import sample_scene
 class RenderedFigure:
     """One rendered example.
 
-    image: (S, S, 3) uint8. keypoints: (16, 2) float32 pixels. visible: (16,) bool (inside the image).
+    image: (S, S, 3) uint8. keypoints: (K, 2) float32 pixels, in the body plan's keypoint set.
+    visible: (K,) bool (inside the image).
     bbox: (4,) x, y, w, h of the painted figure's pixels. figure_alpha: (S, S) float32 coverage by the figure.
     """
 
@@ -27,9 +29,11 @@ class RenderedFigure:
     figure_alpha: np.ndarray
 
 
-def render_examples(rngs: list[np.random.Generator], style: DomainStyle, image_size: int = 64) -> list[RenderedFigure]:
-    """Draw one figure of ``style`` per generator; each image depends only on its own generator."""
-    scenes = [sample_scene(rng, style, image_size) for rng in rngs]
+def render_examples(
+    rngs: list[np.random.Generator], style: DomainStyle, image_size: int = 64, body: BodyPlan = HUMAN
+) -> list[RenderedFigure]:
+    """Draw one ``body`` figure of ``style`` per generator; each image depends only on its own generator."""
+    scenes = [sample_scene(rng, style, image_size, body) for rng in rngs]
     images, figure_alphas = rasterize(scenes, image_size)
     examples = []
     for scene, image, figure_alpha in zip(scenes, images, figure_alphas, strict=True):
@@ -46,6 +50,8 @@ def render_examples(rngs: list[np.random.Generator], style: DomainStyle, image_s
     return examples
 
 
-def render_example(rng: np.random.Generator, style: DomainStyle, image_size: int = 64) -> RenderedFigure:
-    """Draw one figure of ``style`` on an ``image_size`` square image, all randomness from ``rng``."""
-    return render_examples([rng], style, image_size)[0]
+def render_example(
+    rng: np.random.Generator, style: DomainStyle, image_size: int = 64, body: BodyPlan = HUMAN
+) -> RenderedFigure:
+    """Draw one ``body`` figure of ``style`` on an ``image_size`` square image, all randomness from ``rng``."""
+    return render_examples([rng], style, image_size, body)[0]

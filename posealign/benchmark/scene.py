@@ -7,11 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from posealign.benchmark.background import sample_background
+from posealign.benchmark.body_plans import HUMAN, BodyPlan
 from posealign.benchmark.clutter import add_clutter
 from posealign.benchmark.domains import DomainStyle
 from posealign.benchmark.draws import Draws
-from posealign.benchmark.figure import add_figure
-from posealign.benchmark.poses import place_pose, sample_pose
 
 
 @dataclass
@@ -27,14 +26,13 @@ class Scene:
     light: float
 
 
-def sample_scene(rng: np.random.Generator, style: DomainStyle, size: int) -> Scene:
+def sample_scene(rng: np.random.Generator, style: DomainStyle, size: int, body: BodyPlan = HUMAN) -> Scene:
     """Pose, figure, clutter and background of one image: every random draw before the camera's."""
+    body.check_style(style)
     draws = Draws(rng)
-    joints, radii = sample_pose(draws, style)
-    points, scale = place_pose(draws, style, joints, radii["head"], size)
     layers: list[tuple] = []
-    add_figure(draws, style, layers, points, radii, scale)
-    add_clutter(draws, style, layers, size, scale)
+    points, scale = body.draw_figure(draws, style, layers, size)
+    add_clutter(draws, style, layers, size, scale, body.limb_color)
     background, grain = sample_background(rng, draws, style, size)
     light = 0.6 * draws.sign()  # from the left or the right (and from the front)
     keypoints = np.array([(z.real, z.imag) for z in points], dtype=np.float32)

@@ -1,14 +1,12 @@
-"""Pose sampling: a Body16 skeleton of height ~1 drawn from a domain's pose distribution, then placed
-in the image (rotated, scaled, shifted so that it fits).
+"""The human body plan's pose: a Body16 skeleton of height ~1 drawn from a domain's pose distribution
+(``placement`` then puts it in the image).
 
 Figures face the camera: the person's right side is on the image's left.
 """
 
 from __future__ import annotations
 
-import math
-
-from posealign.benchmark.domains import DomainStyle
+from posealign.benchmark.domains import HumanStyle
 from posealign.benchmark.draws import Draws
 from posealign.benchmark.geometry import unit_direction
 
@@ -22,7 +20,7 @@ _RADII = {"upper_arm": 0.032, "forearm": 0.026, "thigh": 0.048, "shin": 0.036, "
 _HEAD_RADIUS, _SHOULDER_HALF_WIDTH, _HIP_HALF_WIDTH = 0.068, 0.105, 0.075
 
 
-def sample_pose(draws: Draws, style: DomainStyle) -> tuple[list[complex], dict[str, float]]:
+def sample_pose(draws: Draws, style: HumanStyle) -> tuple[list[complex], dict[str, float]]:
     """Joints (16, as x + iy) of a figure of height ~1 with the pelvis at 0, and its radii (same units)."""
     jitter = style.proportion_jitter
     torso, arm, leg, head, width = (draws.uniform(1 - jitter, 1 + jitter) for _ in range(5))
@@ -67,26 +65,3 @@ def sample_pose(draws: Draws, style: DomainStyle) -> tuple[list[complex], dict[s
     radii = {name: radius * limb_width for name, radius in _RADII.items()}
     radii.update(head=_HEAD_RADIUS * head, shoulder=_SHOULDER_HALF_WIDTH * width, hip=_HIP_HALF_WIDTH * width)
     return joints, radii
-
-
-def place_pose(
-    draws: Draws, style: DomainStyle, joints: list[complex], margin: float, size: int
-) -> tuple[list[complex], float]:
-    """Rotate, scale and translate figure-unit joints into pixels; the extent plus ``margin`` (figure units)
-    lies inside the image up to ``style.position_slack``. Returns pixel joints and the scale (pixels per unit).
-    """
-    theta = math.radians(draws.uniform(-style.rotation_deg, style.rotation_deg))
-    rotation = complex(math.cos(theta), math.sin(theta))
-    scale = draws.between(style.figure_height) * size
-    points = [z * rotation * scale for z in joints]
-    reach = margin * scale
-    slack = style.position_slack * size
-    offset = []
-    for low, high in (
-        (min(z.real for z in points), max(z.real for z in points)),
-        (min(z.imag for z in points), max(z.imag for z in points)),
-    ):
-        lo, hi = reach - low - slack, size - 1 - reach - high + slack
-        offset.append(draws.uniform(lo, hi) if hi > lo else (lo + hi) / 2 + draws.uniform(-1, 1))
-    shift = complex(offset[0], offset[1])
-    return [z + shift for z in points], scale

@@ -1,14 +1,13 @@
-"""The figure's appearance: colours and textures per garment, and the capsules of every body part."""
+"""The human figure: a Body16 pose placed in the image, colours and textures per garment, and the
+capsules of every body part."""
 
 from __future__ import annotations
 
-import math
-
-from posealign.benchmark.capsules import FLAT_TEXTURE, capsule
+from posealign.benchmark.capsules import FLAT_TEXTURE, capsule, sample_texture
 from posealign.benchmark.colors import hsv, skin_color
-from posealign.benchmark.domains import DomainStyle
+from posealign.benchmark.domains import HumanStyle
 from posealign.benchmark.draws import Draws
-from posealign.benchmark.poses import (
+from posealign.benchmark.human_pose import (
     HEAD_TOP,
     L_ANKLE,
     L_ELBOW,
@@ -25,10 +24,12 @@ from posealign.benchmark.poses import (
     R_SHOULDER,
     R_WRIST,
     THORAX,
+    sample_pose,
 )
+from posealign.benchmark.placement import place_pose
 
 
-def _figure_colors(draws: Draws, style: DomainStyle) -> dict[str, tuple[tuple[float, float, float], str]]:
+def _figure_colors(draws: Draws, style: HumanStyle) -> dict[str, tuple[tuple[float, float, float], str]]:
     """Colour and garment ("shirt", "trousers", "skin", "shoes", "hair") of each body part.
 
     Parts of one garment share its texture; in the "clothing" palette they also share its colour, so
@@ -69,21 +70,14 @@ def _figure_colors(draws: Draws, style: DomainStyle) -> dict[str, tuple[tuple[fl
     }  # fmt: skip
 
 
-def _texture(draws: Draws, style: DomainStyle, stripes: bool = True) -> tuple[float, ...]:
-    """(stripe amplitude, period px, angle, phase, grain amplitude, shading) of one garment or of skin."""
-    amplitude, period, angle, phase = FLAT_TEXTURE[:4]
-    if stripes and draws.chance(style.stripe_prob):
-        amplitude, period = draws.between(style.stripe_amplitude), draws.uniform(1.5, 4.0)
-        angle, phase = draws.uniform(0, math.pi), draws.uniform(0, 2 * math.pi)
-    return amplitude, period, angle, phase, draws.between(style.fabric_noise), draws.between(style.limb_shading)
-
-
-def add_figure(
-    draws: Draws, style: DomainStyle, layers: list, joints: list[complex], radii: dict, scale: float
-) -> None:
+def add_figure(draws: Draws, style: HumanStyle, layers: list, joints: list[complex], radii: dict, scale: float) -> None:
     """Torso, neck, head (and hair), legs with feet, arms with hands: tapered capsules in depth order."""
     colors = _figure_colors(draws, style)
-    shirt, trousers, skin = _texture(draws, style), _texture(draws, style), _texture(draws, style, stripes=False)
+    shirt, trousers, skin = (
+        sample_texture(draws, style),
+        sample_texture(draws, style),
+        sample_texture(draws, style, stripes=False),
+    )
     textures = {
         "shirt": shirt,
         "trousers": trousers,
@@ -140,3 +134,14 @@ def add_figure(
         forearm = j[wrist] - j[elbow]
         hand = j[wrist] + forearm / max(abs(forearm), 1e-6) * r["hand"] * 1.2
         add(hand, hand, r["hand"] * 1.1, r["hand"] * 1.1, depth + 0.02, "hand")
+
+
+def draw_human(draws: Draws, style: HumanStyle, layers: list, size: int) -> tuple[list[complex], float]:
+    """A Body16 figure of ``style`` in an image of side ``size``: its capsules go into ``layers``.
+
+    Returns the 16 keypoints in pixels (x + iy, Body16 order) and the scale (pixels per figure height).
+    """
+    joints, radii = sample_pose(draws, style)
+    points, scale = place_pose(draws, style, joints, radii["head"], size, style.figure_height)
+    add_figure(draws, style, layers, points, radii, scale)
+    return points, scale
