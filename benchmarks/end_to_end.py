@@ -4,7 +4,7 @@
     python benchmarks/end_to_end.py --preset fast --compile  # the fast preset, student under torch.compile
     python benchmarks/end_to_end.py --amp off --workers 0 --steps 2 --warmup 1 model.backbone=resnet18 \\
         model.backbone_stages=2 model.deconv_channels=32 data.image_size=64 train.batch_size=2 \\
-        "data.benchmark_sizes={source_train: 8, source_test: 2, target_train: 8, target_test: 2}"  # CPU smoke
+        "data.benchmark_sizes={source_train: 8, source_test: 2, target_train: 8, target_test: 2, target_val: 2}"  # CPU smoke
 
 Three measurements of the same configuration, each through the trainer's own code:
 

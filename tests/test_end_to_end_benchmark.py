@@ -28,7 +28,7 @@ TINY = [
     "train.batch_size=2",
     "data.image_size=32",
     "data.heatmap_size=32",
-    "data.benchmark_sizes={source_train: 4, source_test: 2, target_train: 4, target_test: 2}",
+    "data.benchmark_sizes={source_train: 4, source_test: 2, target_train: 4, target_test: 2, target_val: 2}",
     "run.tensorboard=false",
 ]
 
