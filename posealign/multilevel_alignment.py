@@ -198,11 +198,11 @@ class MultiLevelAlignment(nn.Module):
         scaler=None,
         autocast: AbstractContextManager | None = None,
         diagnose: bool = False,
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         """One step: the losses of eq. 8 under ``autocast`` (mixed precision), then backward outside
         it, as torchvision's references and timm do (through ``scaler`` under fp16).
 
-        Returns the logged scalars; with ``diagnose`` in stage 2, also the gradient norm each
+        Returns the scalars to log as detached tensors; with ``diagnose`` in stage 2, also the gradient norm each
         weighted term sends into the student's shared parameters (:mod:`posealign.diagnostics`).
         """
         with autocast or nullcontext():
@@ -215,7 +215,9 @@ class MultiLevelAlignment(nn.Module):
                 logged.update(gradient_norms(terms, shared_parameters(unwrap_model(self.student)), scale))
         with _region("backward"):
             (scaler.scale(total) if scaler is not None else total).backward()
-        return _to_floats(logged)
+        # Detached tensors, read on the host only for the steps that are logged (:func:`to_floats`):
+        # a read every step would make the host wait for the device at every step.
+        return {name: value.detach() for name, value in logged.items()}
 
     def forward_losses(
         self, labeled: Batch, target: Batch | None, stage: str, progress: float, step: int
@@ -328,7 +330,9 @@ class MultiLevelAlignment(nn.Module):
 
     def _check_finite(self, losses: dict[str, torch.Tensor], step: int) -> None:
         """Raise before backward, on every rank together: the others would wait for this rank's gradients."""
-        bad = [name for name, value in losses.items() if not torch.isfinite(value).all()]
+        # One read of the device for all terms; which term it was is looked up only when one is bad.
+        all_finite = bool(torch.stack([value.detach().float() for value in losses.values()]).isfinite().all())
+        bad = [] if all_finite else [name for name, value in losses.items() if not torch.isfinite(value).all()]
         if self.on_any_rank(bool(bad)):
             if bad:
                 raise NonFiniteLossError(f"{bad[0]} is {losses[bad[0]].item()} at step {step}")
@@ -353,7 +357,7 @@ def _weighted_sum(losses: dict[str, torch.Tensor], weights: dict[str, float]) ->
     return total
 
 
-def _to_floats(scalars: dict[str, torch.Tensor]) -> dict[str, float]:
+def to_floats(scalars: dict[str, torch.Tensor]) -> dict[str, float]:
     """The logged scalars in one device transfer (each ``.item()`` would be a sync of its own)."""
     values = torch.stack([value.detach().float() for value in scalars.values()]).tolist()
     return dict(zip(scalars, values, strict=True))

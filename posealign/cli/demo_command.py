@@ -1,7 +1,8 @@
 """``posealign demo --out DIR [--resume auto]``: the built-in benchmark end to end, no downloads.
 
-Generates the benchmark (once), trains source-only, the oracle, the mean teacher and DAML, evaluates
-each on the target test split (and the source test split), prints a table like the paper's Table 1,
+Generates the benchmark (once), trains source-only, the oracle, the mean teacher, DAML and DAML+
+(``daml_plus``: the levels made to do measurable work, issue 11), evaluates each on the target test
+split (and the source test split and target_val), prints a table like the paper's Table 1,
 writes ``DIR/results.json`` and a report. Finished runs in DIR are reused and stopped ones continue
 from their latest checkpoint (``--resume auto`` says so explicitly; it is what the demo always does).
 """
@@ -19,7 +20,7 @@ from posealign.config_checks import check_values
 from posealign.errors import UserError
 from posealign.files import atomic_write_json
 
-DEMO_METHODS = ("source_only", "oracle", "mean_teacher", "daml")
+DEMO_METHODS = ("source_only", "oracle", "mean_teacher", "daml", "daml_plus")
 
 
 def register(subparsers) -> None:

@@ -38,7 +38,7 @@ from posealign.engine.stage1_cache import keep_stage1, reuse_stage1, stage1_cach
 from posealign.engine.training_state import TrainingState
 from posealign.errors import UserError
 from posealign.files import atomic_write_json
-from posealign.multilevel_alignment import MultiLevelAlignment, NonFiniteLossError
+from posealign.multilevel_alignment import MultiLevelAlignment, NonFiniteLossError, to_floats
 
 
 def train(config: DictConfig, resume: str | None = None) -> dict:
@@ -221,7 +221,7 @@ def run_steps(
         step += 1
         progress.update(1)
         if _logged_step(config, step, total_steps):
-            logs = mean_across_ranks(logs, context)
+            logs = mean_across_ranks(to_floats(logs), context)
             logs["lr"] = training.optimizer.param_groups[0]["lr"]
             logs["stage"] = stage
             log.log(step, logs)
@@ -240,9 +240,9 @@ def run_steps(
     return step
 
 
-def train_one_step(training: TrainingState, stage: str, step: int) -> dict[str, float]:
+def train_one_step(training: TrainingState, stage: str, step: int) -> dict[str, torch.Tensor]:
     """One optimisation step: a labeled (and a target) batch, the method's losses and backward, the
-    optimisers and the LR schedule, then the teacher's EMA in stage 2. Returns the logged scalars.
+    optimisers and the LR schedule, then the teacher's EMA in stage 2. Returns the scalars to log (tensors).
 
     A non-finite loss saves this step's checkpoint (still the last good state) and stops the run.
     """
@@ -261,7 +261,7 @@ def next_batches(training: TrainingState) -> tuple[Batch, Batch | None]:
 
 def optimization_step(
     training: TrainingState, stage: str, step: int, labeled: Batch, target: Batch | None
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor]:
     """:func:`train_one_step` on batches already on the device (benchmarks/end_to_end.py times it alone)."""
     config, context, method = training.config, training.context, training.method
     pretrain_steps, total_steps = _schedule(config)
