@@ -127,7 +127,8 @@ def format_table(
     rows: dict[str, dict], groups: list[str], domain: str = "target", spreads: dict[str, dict] | None = None
 ) -> str:
     """Rows = methods, columns = groups + All, PCK in percent (``mean ± std`` when spreads given)."""
-    header = f"{'Method':<20}" + "".join(f"{g:>14}" for g in [*groups, "All"])
+    width = max([20, *(len(name) + 2 for name in rows)])  # long row names keep the columns aligned
+    header = f"{'Method':<{width}}" + "".join(f"{g:>14}" for g in [*groups, "All"])
     lines = [header, "-" * len(header)]
     for name, result in rows.items():
         numbers = result.get(domain)
@@ -141,7 +142,7 @@ def format_table(
                 cells.append(f"{value:7.1f} ± {spread:4.1f}" if value is not None else "-")
             else:
                 cells.append(f"{value:.1f}" if value is not None else "-")
-        lines.append(f"{name:<20}" + "".join(f"{c:>14}" for c in cells))
+        lines.append(f"{name:<{width}}" + "".join(f"{c:>14}" for c in cells))
     return "\n".join(lines)
 
 

@@ -124,7 +124,10 @@ def test_ablate_numbers_from_known_runs(tmp_path, capsys, monkeypatch):
     def fake_run(preset, task, out, overrides):
         seed = int(next(o for o in overrides if o.startswith("run.seed=")).split("=")[1])
         pck = FAKE_PCK[preset][seed]
-        return {"method": preset, "target": {"pck": pck, "groups": {g: pck + i for i, g in enumerate(groups)}}}
+        target = {"pck": pck, "groups": {g: pck + i for i, g in enumerate(groups)}}
+        # target_val reads 1 more than target: its table must show its own numbers, not target's.
+        target_val = {"pck": pck + 1, "groups": {g: pck + 1 + i for i, g in enumerate(groups)}}
+        return {"method": preset, "target": target, "target_val": target_val}
 
     monkeypatch.setattr("posealign.experiments.run_preset", fake_run)
     out = tmp_path / "ablate"
@@ -146,6 +149,12 @@ def test_ablate_numbers_from_known_runs(tmp_path, capsys, monkeypatch):
     assert "share of the source-only -> oracle gap closed: mean_teacher 45 %" in printed
     row = next(line for line in printed.splitlines() if line.startswith("source_only "))
     assert row.split()[-3:] == ["25.0", "±", "7.1"]  # the All column
+    # The validation split's table comes after the reported one, with its own numbers.
+    reported, validation = printed.split("Target validation split")
+    assert "target_val" in validation.splitlines()[0]
+    row = next(line for line in validation.splitlines() if line.startswith("source_only "))
+    assert row.split()[-3:] == ["26.0", "±", "7.1"]
+    assert summary["source_only"]["target_val_per_seed"] == [21.0, 31.0]
 
 
 def test_runs_in_worker_processes_equal_runs_one_after_another(tmp_path):

@@ -91,11 +91,25 @@ def run(args: argparse.Namespace) -> int:
     shares = gap_closed(means)  # of the means over seeds
     if shares:
         print(format_gap_closed(shares))
+    validation = {method: results for method, results in per_row.items() if all("target_val" in r for r in results)}
+    if validation:  # the split settings are chosen on; the table above is the one to report
+        val_means, val_spreads = {}, {}
+        for method, results in validation.items():
+            val_means[method], val_spreads[method] = mean_and_spread(results, groups, "target_val")
+        print(
+            f"\nTarget validation split (target_val: for choosing settings, never reported), over {args.seeds} seed(s):"
+        )
+        print(format_table(val_means, groups, "target_val", val_spreads))
     summary = {
         method: {
             "target": means[method]["target"],
             "std": spreads[method],
             "per_seed": [r["target"]["pck"] for r in per_row[method]],
+            **(
+                {"target_val_per_seed": [r["target_val"]["pck"] for r in per_row[method]]}
+                if method in validation
+                else {}
+            ),
             **({"gap_closed": shares[method]} if method in shares else {}),
         }
         for method in per_row
