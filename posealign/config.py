@@ -121,15 +121,19 @@ def check_layer(layer: DictConfig, known: DictConfig, origin: str) -> None:
 def load_config(preset: str = "source_only", task: str | None = None, overrides: list[str] | None = None) -> DictConfig:
     """The resolved configuration for a method preset on a task, with ``key=value`` overrides.
 
+    Layers, later ones winning: the defaults, the task, the method preset, the command line.
     Method presets and overrides may only set keys that exist (in the defaults, or added by the
     task, which may declare its own ``data`` keys such as its roots); values keep the defaults' kind.
     """
     config = OmegaConf.load(str(CONFIG_ROOT / "default.yaml"))
     method = _preset_chain("presets", preset)
     check_layer(method, config, f"preset {preset!r}")
-    config = OmegaConf.merge(config, method)
     if task:
         config = OmegaConf.merge(config, _preset_chain("tasks", task))
+    # The method's own settings come after the task's: a task scales the defaults to its data and
+    # budget, and must not silently undo what a preset says (``daml_plus``'s l_adv, ``fast``'s
+    # discriminator stride were both replaced by the task's values when tasks came last).
+    config = OmegaConf.merge(config, method)
     for item in overrides or []:
         if "=" not in item:
             raise UserError(f"override {item!r} is not key=value (e.g. train.batch_size=16)")

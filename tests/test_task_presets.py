@@ -280,3 +280,19 @@ def test_paper_presets_resolve_to_the_paper_settings_and_every_method_loads_on_e
             config = load_config(preset, task, ["run.out=/tmp/x"])
             plain = OmegaConf.to_container(config, resolve=True)
             assert plain["task"] == task and plain["preset"] == preset
+
+
+@pytest.mark.parametrize("task", [t for t in available_tasks() if not t.startswith("_")])
+def test_no_task_silently_undoes_a_setting_of_a_method_preset(task):
+    """Every value a preset (or its parents) sets is the value the run gets, on every task: the task
+    comes before the preset. (Before: benchmark's l_adv 0.02 replaced daml_plus's 0.05, and
+    benchmark_paper_scale's discriminator stride 1 replaced fast's 2.)"""
+    from posealign.config import _flat_keys, _preset_chain
+
+    for preset in available_presets():
+        chain = OmegaConf.to_container(_preset_chain("presets", preset), resolve=False)
+        config = OmegaConf.to_container(load_config(preset, task), resolve=False)
+        loaded = _flat_keys(config)
+        for key, value in _flat_keys(chain).items():
+            if key not in ("inherit", "method") and not isinstance(value, dict):
+                assert loaded[key] == value, f"{task} changes {preset}'s {key}: {value!r} -> {loaded[key]!r}"
