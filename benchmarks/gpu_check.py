@@ -37,7 +37,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PAPER = ["--task", "benchmark_paper_scale", "--amp", "bf16"]
-SIZES = "data.benchmark_sizes={source_train: 1024, source_test: 128, target_train: 1024, target_test: 128, target_val: 128}"
+SIZES = (
+    "data.benchmark_sizes={source_train: 1024, source_test: 128, target_train: 1024, target_test: 128, target_val: 128}"
+)
 
 
 def measurements(steps: int, work: Path) -> list[tuple[str, list[str]]]:
