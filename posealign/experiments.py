@@ -55,13 +55,14 @@ def run_presets(planned: list[PlannedRun], jobs: int = 1, threads: int = 0) -> l
     ``jobs`` > 1 trains runs side by side in that many worker processes, each with ``threads``
     torch threads (0: the cores divided among the jobs). On a small CPU, processes of one thread
     each do more work per second than one process of several threads (less synchronisation inside
-    each convolution). A run that reuses another's stage 1 (``run.pretrain_cache``) starts only when
-    the run that trains that stage 1 has finished, so no stage 1 is trained twice.
+    each convolution). A run that reuses another's stage 1 (``run.pretrain_cache``) starts when that
+    stage 1 is in the cache (written whole, at the end of the producer's stage 1) or its producer has
+    finished, so no stage 1 is trained twice and two adaptations from one stage 1 run side by side.
     """
     if jobs <= 1 or len(planned) <= 1:
         return [run_preset(p.preset, p.task, p.out, list(p.overrides)) for p in planned]
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
-    waits_for, priority = _stage1_dependencies(planned)
+    waits_for, priority, cache_files = _stage1_dependencies(planned)
     results: dict[int, dict] = {}
     running: dict[Future, int] = {}
     pending = list(range(len(planned)))
@@ -70,7 +71,7 @@ def run_presets(planned: list[PlannedRun], jobs: int = 1, threads: int = 0) -> l
         max_workers=jobs, mp_context=context, initializer=_set_threads, initargs=(threads,)
     ) as pool:
         while pending or running:
-            ready = [i for i in pending if waits_for[i] is None or waits_for[i] in results]
+            ready = [i for i in pending if waits_for[i] is None or waits_for[i] in results or cache_files[i].is_file()]
             for index in sorted(ready, key=lambda i: -priority[i]):  # the longest path first
                 if len(running) == jobs:
                     break
@@ -79,7 +80,9 @@ def run_presets(planned: list[PlannedRun], jobs: int = 1, threads: int = 0) -> l
                 running[
                     pool.submit(run_preset, run.preset, run.task, run.out, [*run.overrides, "run.progress=false"])
                 ] = index
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            # While a run waits for a stage 1 still in training, look for its cache file every few seconds.
+            waiting = any(waits_for[i] is not None for i in pending)
+            done, _ = wait(running, timeout=2.0 if waiting else None, return_when=FIRST_COMPLETED)
             for future in done:
                 index = running.pop(future)
                 results[index] = future.result()  # a worker's error (or TrainingInterrupted) surfaces here
@@ -87,17 +90,20 @@ def run_presets(planned: list[PlannedRun], jobs: int = 1, threads: int = 0) -> l
     return [results[i] for i in range(len(planned))]
 
 
-def _stage1_dependencies(planned: list[PlannedRun]) -> tuple[list[int | None], list[float]]:
-    """For each run, the earlier run that trains the stage 1 it reuses (None: it trains its own), and
-    its priority: its own cost in source-only steps (an adaptation step costs about three) plus the
-    longest chain of runs waiting for it, so the longest path through the experiment starts first."""
-    from posealign.engine.stage1_cache import pretraining_key
+def _stage1_dependencies(planned: list[PlannedRun]) -> tuple[list[int | None], list[float], list[Path | None]]:
+    """For each run, the earlier run that trains the stage 1 it reuses (None: it trains its own), its
+    priority: its own cost in source-only steps (an adaptation step costs about three) plus the
+    longest chain of runs waiting for it, so the longest path through the experiment starts first;
+    and the cache file of its stage 1 (None without a cache)."""
+    from posealign.engine.stage1_cache import pretraining_key, stage1_cache_file
 
     producers: dict[str, int] = {}
     waits_for: list[int | None] = []
     cost: list[float] = []
+    cache_files: list[Path | None] = []
     for index, run in enumerate(planned):
         config = load_config(run.preset, run.task, [*run.overrides, f"run.out={run.out}"])
+        cache_files.append(stage1_cache_file(config))
         pretrain, adapt = int(config.train.pretrain_steps), int(config.train.adapt_steps)
         adapt = adapt if config.mean_teacher.enabled else 0
         key = pretraining_key(config) if config.run.pretrain_cache and pretrain else None
@@ -110,7 +116,7 @@ def _stage1_dependencies(planned: list[PlannedRun]) -> tuple[list[int | None], l
         if waits_for[index] is not None:
             producer = waits_for[index]
             priority[producer] = max(priority[producer], cost[producer] + priority[index])
-    return waits_for, priority
+    return waits_for, priority, cache_files
 
 
 def _set_threads(threads: int) -> None:
