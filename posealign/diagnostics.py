@@ -22,12 +22,12 @@ import math
 import torch
 from torch import nn
 
-from posealign.alignment.pose_level import axis_distributions
+from posealign.alignment.pose_level import axis_entropy_fractions, entropy
 
 
 def shared_parameters(student: nn.Module) -> list[nn.Parameter]:
     """The parameters every term of eq. 8 reaches: all but the final 1x1 heatmap layer."""
-    head = {id(p) for name, p in student.named_parameters() if name.split(".")[-2:-1] == ["head"]}
+    head = {id(p) for p in student.head.parameters()}
     return [p for p in student.parameters() if p.requires_grad and id(p) not in head]
 
 
@@ -56,14 +56,9 @@ def entropy_fractions(heatmaps: torch.Tensor, temperature: float = 1.0) -> dict[
     """Mean entropies of the H and W distributions of each map and of the batch-mean map (eq. 6-7),
     each divided by its maximum: 1.0 is uniform (no gradient), 0.0 one-hot."""
     _, _, height, width = heatmaps.shape
-    heatmaps = heatmaps.float()
-    p_h, p_w = axis_distributions(heatmaps, temperature)
-    p_m = torch.softmax(heatmaps.mean(dim=0).flatten(1) / temperature, dim=1)
-    return {
-        "im_entropy_h": _entropy(p_h).mean() / math.log(height),
-        "im_entropy_w": _entropy(p_w).mean() / math.log(width),
-        "im_entropy_m": _entropy(p_m).mean() / math.log(height * width),
-    }
+    e_h, e_w = axis_entropy_fractions(heatmaps, temperature)
+    p_m = torch.softmax(heatmaps.float().mean(dim=0).flatten(1) / temperature, dim=1)
+    return {"im_entropy_h": e_h, "im_entropy_w": e_w, "im_entropy_m": entropy(p_m).mean() / math.log(height * width)}
 
 
 @torch.no_grad()
@@ -73,7 +68,3 @@ def discriminator_accuracies(logits: torch.Tensor, source_count: int) -> dict[st
         "discriminator_accuracy_source": (logits[:source_count] < 0).float().mean(),
         "discriminator_accuracy_target": (logits[source_count:] > 0).float().mean(),
     }
-
-
-def _entropy(probabilities: torch.Tensor) -> torch.Tensor:
-    return -(probabilities * torch.log(probabilities.clamp(min=1e-12))).sum(-1)

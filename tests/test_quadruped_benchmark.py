@@ -4,13 +4,12 @@ shaped like a four-legged animal, two distinct domains, and a task preset that g
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from test_synthetic_benchmark import split_fingerprints
 
 from posealign.benchmark.body_plans import HUMAN, QUADRUPED
 from posealign.benchmark.draws import Draws
@@ -57,15 +56,7 @@ def benchmark(tmp_path_factory) -> Path:
 
 
 def test_pixels_and_annotations_match_the_recorded_fingerprints(benchmark):
-    found = {}
-    for split in SPLITS:
-        pixels = hashlib.sha256()
-        for png in sorted((benchmark / "images" / split).glob("*.png")):
-            with Image.open(png) as image:
-                pixels.update(np.asarray(image.convert("RGB")).tobytes())
-        annotations = hashlib.sha256((benchmark / "annotations" / f"{split}.json").read_bytes())
-        found[split] = (pixels.hexdigest()[:16], annotations.hexdigest()[:16])
-    assert found == FINGERPRINTS
+    assert split_fingerprints(benchmark) == FINGERPRINTS
 
 
 def test_rendering_is_deterministic_and_does_not_depend_on_batching():

@@ -28,13 +28,22 @@ def axis_distributions(heatmaps: torch.Tensor, temperature: float = 1.0) -> tupl
     )
 
 
+def entropy(probabilities: torch.Tensor) -> torch.Tensor:
+    """-sum p log p over the last dimension (0 log 0 taken as 0)."""
+    return -(probabilities * torch.log(probabilities.clamp(min=1e-12))).sum(-1)
+
+
 @torch.no_grad()
-def mean_axis_entropy_fraction(heatmaps: torch.Tensor, temperature: float) -> float:
-    """Mean entropy of the H and W distributions over all maps, as a fraction of log H / log W."""
+def axis_entropy_fractions(heatmaps: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean entropy of the H and of the W distributions over all maps, as fractions of log H and log W."""
     _, _, height, width = heatmaps.shape
     p_h, p_w = axis_distributions(heatmaps.float(), temperature)
-    e_h = -(p_h * torch.log(p_h.clamp(min=1e-12))).sum(-1).mean() / math.log(height)
-    e_w = -(p_w * torch.log(p_w.clamp(min=1e-12))).sum(-1).mean() / math.log(width)
+    return entropy(p_h).mean() / math.log(height), entropy(p_w).mean() / math.log(width)
+
+
+def mean_axis_entropy_fraction(heatmaps: torch.Tensor, temperature: float) -> float:
+    """The mean of :func:`axis_entropy_fractions`: what :func:`calibrate_temperature` sets."""
+    e_h, e_w = axis_entropy_fractions(heatmaps, temperature)
     return float((e_h + e_w) / 2)
 
 

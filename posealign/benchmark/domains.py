@@ -78,23 +78,9 @@ class HumanStyle(DomainStyle):
     arm_behind_torso_prob: float  # chance per arm of being drawn behind the torso (hides a crossing arm)
 
 
-SOURCE_STYLE = HumanStyle(
-    name="source",
-    figure_height=(0.70, 0.85),
-    position_slack=0.0,
-    rotation_deg=8.0,
-    torso_lean_deg=4.0,
-    head_tilt_deg=6.0,
-    arm_abduction_deg=(10.0, 70.0),
-    arm_raised_prob=0.05,
-    arm_cross_prob=0.0,
-    elbow_flex_deg=(0.0, 70.0),
-    leg_abduction_deg=(2.0, 18.0),
-    knee_flex_deg=(0.0, 20.0),
-    foreshortening=0.1,
-    proportion_jitter=0.06,
-    limb_width=(1.1, 1.3),
-    arm_behind_torso_prob=0.0,
+# The appearance both benchmarks' source domains share: flat vivid colours, no texture, a plain
+# background without clutter, an ideal camera. Spread into each source style.
+CLEAN_RENDER = dict(
     palette="saturated",
     stripe_prob=0.0,
     stripe_amplitude=(0.0, 0.0),
@@ -115,6 +101,27 @@ SOURCE_STYLE = HumanStyle(
     color_cast=0.0,
     jpeg_prob=0.0,
     jpeg_quality=(95, 95),
+)
+
+
+SOURCE_STYLE = HumanStyle(
+    name="source",
+    figure_height=(0.70, 0.85),
+    position_slack=0.0,
+    rotation_deg=8.0,
+    torso_lean_deg=4.0,
+    head_tilt_deg=6.0,
+    arm_abduction_deg=(10.0, 70.0),
+    arm_raised_prob=0.05,
+    arm_cross_prob=0.0,
+    elbow_flex_deg=(0.0, 70.0),
+    leg_abduction_deg=(2.0, 18.0),
+    knee_flex_deg=(0.0, 20.0),
+    foreshortening=0.1,
+    proportion_jitter=0.06,
+    limb_width=(1.1, 1.3),
+    arm_behind_torso_prob=0.0,
+    **CLEAN_RENDER,
 )
 
 TARGET_STYLE = HumanStyle(

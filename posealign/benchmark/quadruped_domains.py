@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from posealign.benchmark.domains import DomainStyle
+from posealign.benchmark.domains import CLEAN_RENDER, DomainStyle
 
 
 @dataclass(frozen=True)
@@ -58,26 +58,7 @@ QUADRUPED_SOURCE_STYLE = QuadrupedStyle(
     sit_prob=0.0,
     lie_prob=0.0,
     tail_angle_deg=(20.0, 60.0),
-    palette="saturated",
-    stripe_prob=0.0,
-    stripe_amplitude=(0.0, 0.0),
-    fabric_noise=(0.0, 0.0),
-    limb_shading=(0.0, 0.0),
-    background="plain",
-    background_grain=0.0,
-    clutter_blobs=(0, 0),
-    clutter_lines=(0, 0),
-    distractor_limbs=(0, 0),
-    occluder_prob=0.0,
-    blur_sigma=(0.0, 0.0),
-    illumination_gradient=0.0,
-    noise_std=(0.0, 0.0),
-    gamma=(1.0, 1.0),
-    contrast=(1.0, 1.0),
-    brightness=(0.0, 0.0),
-    color_cast=0.0,
-    jpeg_prob=0.0,
-    jpeg_quality=(95, 95),
+    **CLEAN_RENDER,
 )
 
 QUADRUPED_TARGET_STYLE = QuadrupedStyle(

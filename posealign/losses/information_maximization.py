@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from posealign.alignment.pose_level import axis_distributions
+from posealign.alignment.pose_level import axis_distributions, entropy
 
 
 def information_maximization_loss(
@@ -42,7 +42,7 @@ def information_maximization_paper(
     """
     _, _, height, width = heatmaps.shape
     p_h, p_w = axis_distributions(heatmaps, temperature)
-    entropy_h, entropy_w = _entropy(p_h, 2), _entropy(p_w, 2)  # (B, K)
+    entropy_h, entropy_w = entropy(p_h), entropy(p_w)  # (B, K)
     gate = (heatmaps.detach().amax(dim=(2, 3)) > gate_threshold).to(heatmaps.dtype)  # (B, K)
     count = gate.sum().clamp(min=1.0)
     e_h = (entropy_h * gate).sum() / count / math.log(height)
@@ -51,7 +51,7 @@ def information_maximization_paper(
     mean_map = (heatmaps * gate[:, :, None, None]).sum(0) / per_keypoint[:, None, None]  # (K, H, W)
     present = (gate.sum(0) > 0).to(heatmaps.dtype)
     p_m = torch.softmax(mean_map.flatten(1) / temperature, dim=1)
-    e_m = (_entropy(p_m, 1) * present).sum() / present.sum().clamp(min=1.0) / math.log(height * width)
+    e_m = (entropy(p_m) * present).sum() / present.sum().clamp(min=1.0) / math.log(height * width)
     return e_h + e_w - e_m
 
 
@@ -59,10 +59,6 @@ def information_maximization_release(heatmaps: torch.Tensor, temperature: float 
     """L_IM = (E_h + E_w - E_m) / (H * W), every keypoint of every image, as the released code."""
     _, _, height, width = heatmaps.shape
     p_h, p_w = axis_distributions(heatmaps, temperature)
-    entropy_h, entropy_w = _entropy(p_h, 2), _entropy(p_w, 2)  # (B, K)
+    entropy_h, entropy_w = entropy(p_h), entropy(p_w)  # (B, K)
     p_m = torch.softmax(heatmaps.mean(dim=0).flatten(1) / temperature, dim=1)  # (K, H*W)
-    return (entropy_h.mean() + entropy_w.mean() - _entropy(p_m, 1).mean()) / (height * width)
-
-
-def _entropy(probabilities: torch.Tensor, dim: int) -> torch.Tensor:
-    return -(probabilities * torch.log(probabilities.clamp(min=1e-12))).sum(dim)
+    return (entropy_h.mean() + entropy_w.mean() - entropy(p_m).mean()) / (height * width)
