@@ -96,7 +96,8 @@ def measure_steps(config, steps: int, warmup: int, stages: list[str]) -> dict:
     step = 0
     for stage in stages:
         if stage == "adapt":
-            training.method.start_adaptation()
+            # A calibrated pose temperature (daml_plus) is set from source images, as the trainer does.
+            training.method.start_adaptation(labeled.images)
         for _ in range(warmup):
             optimization_step(training, stage, step, labeled, target)
             step += 1
