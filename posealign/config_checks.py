@@ -74,6 +74,7 @@ METHOD_CHOICES = {
     "mean_teacher.consistency_mask": ("valid_pixels", "none"),
     "align.image.encoder": ("vgg19", "patch"),
     "align.feature.grl": ("constant", "dann"),
+    "align.feature.layer": ("deconv", "backbone"),
     "align.pose.variant": ("paper", "release"),
 }
 

@@ -81,9 +81,10 @@ class MultiLevelAlignment(nn.Module):
         self.discriminator: DomainDiscriminator | None = None
         if config.mean_teacher.enabled and config.align.feature.enabled:
             feature = config.align.feature
-            self.discriminator = DomainDiscriminator(
-                self.student.feature_channels, tuple(feature.channels), stride=int(feature.stride)
+            in_channels = (
+                self.student.backbone_channels if feature.layer == "backbone" else self.student.feature_channels
             )
+            self.discriminator = DomainDiscriminator(in_channels, tuple(feature.channels), stride=int(feature.stride))
         needs_style = config.align.image.enabled and (config.mean_teacher.enabled or config.train.pretrain_image_level)
         self.style_transfer: StyleTransfer | None = _style_transfer(config.align.image) if needs_style else None
         self.style_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -246,7 +247,9 @@ class MultiLevelAlignment(nn.Module):
         batch = views.shape[0]
         with _region("student_forward"):  # one call; per domain, each domain's own BatchNorm statistics
             domains = 2 if mean_teacher.student_batchnorm == "per_domain" else 1
-            heatmaps, features = self.student(torch.cat([views, views_t.student_images]), domains=domains)
+            heatmaps, features = self.student(
+                torch.cat([views, views_t.student_images]), domains=domains, features_from=config.align.feature.layer
+            )
         with _region("warps_occlusion_gating"):
             student_common, student_valid = inverse_warp_heatmaps(
                 heatmaps[batch:].float(), views_t.student_matrices, self.stride

@@ -572,6 +572,28 @@ def test_feature_level_reaches_the_student_through_the_reversal():
     assert not torch.allclose(grads[0], grads[1])
 
 
+def test_feature_level_on_the_backbone_pushes_the_backbone_and_not_the_deconvolutions():
+    """``align.feature.layer=backbone``: the discriminator reads the backbone's output (its channels,
+    its stride), so its reversed gradient changes the backbone's gradients and leaves the deconv
+    layers' exactly as they were (same draws, weight 0 vs 0.1)."""
+    grads = []
+    for weight in (0.0, 0.1):
+        method = _method("mt_image_feature")
+        method.config.align.feature.layer = "backbone"
+        method.discriminator = DomainDiscriminator(method.student.backbone_channels, (4, 4))
+        method.config.align.feature.weight = weight
+        torch.manual_seed(1)
+        logs = method.forward_backward(_random_batch(32, seed=1), _random_batch(32, seed=2), "adapt", 0.5, step=1)
+        assert logs["loss_adv"] > 0
+        grads.append((method.student.deconv[0].weight.grad.clone(), method.student.backbone[0].weight.grad.clone()))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert not torch.allclose(grads[0][1], grads[1][1])
+    built = MultiLevelAlignment(load_config("daml", "benchmark", [*TINY, "align.feature.layer=backbone"]), 4)
+    assert built.discriminator.net[0].in_channels == built.student.backbone_channels != built.student.feature_channels
+    _, features = built.student(torch.rand(2, 3, 32, 32), features_from="backbone")
+    assert features.shape == (2, built.student.backbone_channels, 4, 4)
+
+
 @pytest.mark.parametrize(("preset", "stage"), [("source_only", "pretrain"), ("daml", "adapt")])
 def test_non_finite_loss_raises_naming_the_term_and_step(preset, stage):
     method = _method(preset)

@@ -77,6 +77,8 @@ class SimpleBaseline(nn.Module):
 
     forward: images (B, 3, S, S) in [0, 1] -> heatmaps (B, K, S/r, S/r), features (B, C, S/r, S/r)
     with r = backbone stride / 2**deconv_layers (4 for the paper's ResNet + 3 deconvolutions).
+    ``features_from="backbone"`` returns the backbone's output instead (``backbone_channels`` of them,
+    at the backbone's stride): where the feature level's discriminator looks (``align.feature.layer``).
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class SimpleBaseline(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone, channels, backbone_stride = build_resnet_backbone(backbone, pretrained, backbone_stages)
+        self.backbone_channels = channels
         layers: list[nn.Module] = []
         for _ in range(deconv_layers):
             layers += [
@@ -110,7 +113,9 @@ class SimpleBaseline(nn.Module):
         nn.init.normal_(self.head.weight, std=0.001)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, images: torch.Tensor, domains: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, domains: int = 1, features_from: str = "deconv"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``domains`` > 1: the batch is that many equal parts (one per domain), each run on its own, so
         BatchNorm normalises each domain with its own batch statistics and updates its running
         statistics once per part, in order (the released code's ``student(x_s)``, then
@@ -119,10 +124,11 @@ class SimpleBaseline(nn.Module):
         if domains > 1:
             if images.shape[0] % domains:
                 raise ValueError(f"a batch of {images.shape[0]} does not split into {domains} equal domain parts")
-            parts = [self(part) for part in images.chunk(domains)]
+            parts = [self(part, features_from=features_from) for part in images.chunk(domains)]
             return torch.cat([h for h, _ in parts]), torch.cat([f for _, f in parts])
-        features = self.deconv(self.backbone((images - self.pixel_mean) / self.pixel_std))
-        return self.head(features), features
+        backbone_features = self.backbone((images - self.pixel_mean) / self.pixel_std)
+        features = self.deconv(backbone_features)
+        return self.head(features), backbone_features if features_from == "backbone" else features
 
 
 def build_pose_model(model_cfg, num_keypoints: int) -> SimpleBaseline:
