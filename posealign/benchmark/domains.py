@@ -103,6 +103,27 @@ CLEAN_RENDER = dict(
     jpeg_quality=(95, 95),
 )
 
+# The scene and camera both benchmarks' target domains share: a textured, cluttered background with
+# limb-like distractors and occluders, uneven light, blur, noise, tone and colour shifts and JPEG.
+# Spread into each target style after the figure's own texture.
+CLUTTERED_PHOTO = dict(
+    background="textured",
+    background_grain=0.08,
+    clutter_blobs=(0, 3),
+    clutter_lines=(0, 1),
+    distractor_limbs=(0, 1),
+    occluder_prob=0.05,
+    blur_sigma=(0.0, 0.5),
+    illumination_gradient=0.4,
+    noise_std=(0.01, 0.03),
+    gamma=(0.85, 1.2),
+    contrast=(0.8, 1.05),
+    brightness=(-0.08, 0.05),
+    color_cast=0.12,
+    jpeg_prob=0.3,
+    jpeg_quality=(50, 90),
+)
+
 
 SOURCE_STYLE = HumanStyle(
     name="source",
@@ -146,21 +167,7 @@ TARGET_STYLE = HumanStyle(
     stripe_amplitude=(0.15, 0.35),
     fabric_noise=(0.05, 0.2),
     limb_shading=(0.2, 0.5),
-    background="textured",
-    background_grain=0.08,
-    clutter_blobs=(0, 3),
-    clutter_lines=(0, 1),
-    distractor_limbs=(0, 1),
-    occluder_prob=0.05,
-    blur_sigma=(0.0, 0.5),
-    illumination_gradient=0.4,
-    noise_std=(0.01, 0.03),
-    gamma=(0.85, 1.2),
-    contrast=(0.8, 1.05),
-    brightness=(-0.08, 0.05),
-    color_cast=0.12,
-    jpeg_prob=0.3,
-    jpeg_quality=(50, 90),
+    **CLUTTERED_PHOTO,
 )
 
 STYLES = {"source": SOURCE_STYLE, "target": TARGET_STYLE}  # the human benchmark's domains by name

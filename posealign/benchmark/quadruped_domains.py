@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from posealign.benchmark.domains import CLEAN_RENDER, DomainStyle
+from posealign.benchmark.domains import CLEAN_RENDER, CLUTTERED_PHOTO, DomainStyle
 
 
 @dataclass(frozen=True)
@@ -84,19 +84,5 @@ QUADRUPED_TARGET_STYLE = QuadrupedStyle(
     stripe_amplitude=(0.15, 0.35),
     fabric_noise=(0.08, 0.25),
     limb_shading=(0.2, 0.5),
-    background="textured",
-    background_grain=0.08,
-    clutter_blobs=(0, 3),
-    clutter_lines=(0, 1),
-    distractor_limbs=(0, 1),
-    occluder_prob=0.05,
-    blur_sigma=(0.0, 0.5),
-    illumination_gradient=0.4,
-    noise_std=(0.01, 0.03),
-    gamma=(0.85, 1.2),
-    contrast=(0.8, 1.05),
-    brightness=(-0.08, 0.05),
-    color_cast=0.12,
-    jpeg_prob=0.3,
-    jpeg_quality=(50, 90),
+    **CLUTTERED_PHOTO,
 )
