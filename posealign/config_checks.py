@@ -61,8 +61,21 @@ def _check_counts(config: DictConfig) -> None:
         section, name = key.split(".")
         if float(config[section][name]) <= 0:
             raise UserError(f"{key}={config[section][name]}: must be positive")
+    adapt_lr = config.optim.get("adapt_lr")
+    if adapt_lr is not None and not (_as_float(adapt_lr) or 0) > 0:
+        raise UserError(f"optim.adapt_lr={adapt_lr}: must be a positive learning rate (or null)")
     if int(config.train.pretrain_steps) + int(config.train.adapt_steps) == 0:
         raise UserError("train.pretrain_steps and train.adapt_steps are both 0: nothing to train")
+
+
+def _as_float(value) -> float | None:
+    """``value`` as a number: YAML reads 1e-4 (no dot) as a string, which a nullable key keeps."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 # The method's named choices (configs/default.yaml describes each).

@@ -128,7 +128,8 @@ def reference_run(benchmark_root, tmp_path_factory) -> tuple[Path, str]:
 
 def test_run_writes_config_metrics_checkpoint_and_results(reference_run):
     run_dir, console = reference_run
-    assert "batch 8 x 1 rank(s) = 8 per domain, lr 0.001" in console  # effective batch and lr, up front
+    # Effective batch and lr, up front (the benchmark task restarts stage 2 at 2e-4).
+    assert "batch 8 x 1 rank(s) = 8 per domain, lr 0.001 (stage 2 from 0.0002)" in console
 
     config_text = (run_dir / "config.yaml").read_text()
     assert "${" not in config_text and "seed: 3" in config_text
@@ -500,3 +501,33 @@ def test_calibrated_temperature_is_saved_resumed_and_not_taken_from_a_shared_sta
     code, stdout, _ = run_cli(capsys, train_argv(narrow, benchmark_root, *SCHEDULE, *overrides, preset="daml_plus"))
     assert code == 0 and "reusing stage 1" in stdout
     assert json.loads((narrow / "results.json").read_text())["pose_temperature"] == pytest.approx(tau)
+
+
+def test_adapt_lr_restarts_stage_two_shares_stage_one_and_resumes(benchmark_root, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    schedule = (*SCHEDULE, f"run.pretrain_cache={cache}", "optim.milestones=[2,7]")
+    code, stdout, _ = run_cli(capsys, train_argv(tmp_path / "plain", benchmark_root, *schedule, "optim.adapt_lr=null"))
+    assert code == 0 and "reusing" not in stdout
+
+    # Stage 2 starts at adapt_lr whatever stage 1 decayed to; a later milestone still multiplies it.
+    restarted = tmp_path / "restarted"
+    overrides = (*schedule, "optim.adapt_lr=5.0e-4")
+    code, stdout, _ = run_cli(capsys, train_argv(restarted, benchmark_root, *overrides))
+    assert code == 0 and "reusing stage 1" in stdout  # stage 1 is the same, so is its cache entry
+    # Each line's lr is the one the next step runs at (logged after the scheduler's step); the
+    # restarted run logs stage 2 only, its stage 1 came from the cache.
+    assert logged_lrs(tmp_path / "plain") == pytest.approx([1e-3, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4] + [1e-5] * 4)
+    assert logged_lrs(restarted) == pytest.approx([5e-4, 5e-4] + [5e-5] * 4)
+    assert "stage 2 starts at lr 0.0005" in (restarted / "train.log").read_text()
+
+    # Resumed inside stage 2, the optimiser's saved lr goes on: no second restart.
+    resumed = tmp_path / "resumed"
+    checkpoint = restarted / "checkpoints" / "step_0000006.pt"
+    code, _, _ = run_cli(capsys, [*train_argv(resumed, benchmark_root, *overrides), "--resume", str(checkpoint)])
+    assert code == 0 and final_numbers(resumed) == final_numbers(restarted)
+    assert final_numbers(restarted) != final_numbers(tmp_path / "plain")
+
+
+def logged_lrs(run_dir: Path) -> list[float]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["lr"] for r in records if r["kind"] == "train"]

@@ -181,8 +181,16 @@ def maybe_reuse_stage1(training: TrainingState, cache_file: Path | None, step: i
 
 
 def start_adaptation(training: TrainingState, data: RunData, log: MetricsLog, step: int) -> None:
-    """The teacher starts as the pretrained student; a calibrated pose temperature is set and noted."""
+    """The teacher starts as the pretrained student; a calibrated pose temperature is set and noted;
+    the student's lr restarts at ``optim.adapt_lr`` when one is set."""
     method = training.method
+    adapt_lr = training.config.optim.get("adapt_lr")
+    if adapt_lr is not None:
+        # After the stage-1 cache was written, so runs that differ only here share their stage 1. The
+        # schedule is chainable: milestones still to come multiply this lr by gamma.
+        for group in training.optimizer.param_groups:
+            group["lr"] = float(adapt_lr)
+        log.note(f"stage 2 starts at lr {float(adapt_lr):.3g} (optim.adapt_lr)")
     source_images = None
     if method.needs_temperature_calibration:
         # The first images of the labeled (source) split, un-augmented: deterministic, no RNG drawn.
@@ -355,10 +363,15 @@ def _announce(config: DictConfig, context: DistributedContext) -> str:
     message = (
         f"{config.method}: {total_steps} steps ({pretrain_steps} pretrain + {total_steps - pretrain_steps} adapt), "
         f"batch {batch_size} x {context.world_size} rank(s) = {batch_size * context.world_size} per domain, "
-        f"lr {config.optim.lr}, device {context.device}"
+        f"lr {config.optim.lr}{_adapt_lr_words(config)}, device {context.device}"
     )
     _say(context, message)
     return message
+
+
+def _adapt_lr_words(config: DictConfig) -> str:
+    adapt_lr = config.optim.get("adapt_lr")
+    return f" (stage 2 from {float(adapt_lr):g})" if adapt_lr is not None and adapts(config) else ""
 
 
 def _progress_bar(config: DictConfig, context: DistributedContext, step: int) -> tqdm:
