@@ -184,13 +184,13 @@ def start_adaptation(training: TrainingState, data: RunData, log: MetricsLog, st
     """The teacher starts as the pretrained student; a calibrated pose temperature is set and noted;
     the student's lr restarts at ``optim.adapt_lr`` when one is set."""
     method = training.method
-    adapt_lr = training.config.optim.get("adapt_lr")
+    adapt_lr = _adapt_lr(training.config)
     if adapt_lr is not None:
         # After the stage-1 cache was written, so runs that differ only here share their stage 1. The
         # schedule is chainable: milestones still to come multiply this lr by gamma.
         for group in training.optimizer.param_groups:
-            group["lr"] = float(adapt_lr)
-        log.note(f"stage 2 starts at lr {float(adapt_lr):.3g} (optim.adapt_lr)")
+            group["lr"] = adapt_lr
+        log.note(f"stage 2 starts at lr {adapt_lr:.3g} (optim.adapt_lr)")
     source_images = None
     if method.needs_temperature_calibration:
         # The first images of the labeled (source) split, un-augmented: deterministic, no RNG drawn.
@@ -369,9 +369,15 @@ def _announce(config: DictConfig, context: DistributedContext) -> str:
     return message
 
 
+def _adapt_lr(config: DictConfig) -> float | None:
+    """``optim.adapt_lr`` as a number (YAML keeps 1e-4, without a dot, as a string), None when unset."""
+    value = config.optim.get("adapt_lr")
+    return None if value is None else float(value)
+
+
 def _adapt_lr_words(config: DictConfig) -> str:
-    adapt_lr = config.optim.get("adapt_lr")
-    return f" (stage 2 from {float(adapt_lr):g})" if adapt_lr is not None and adapts(config) else ""
+    adapt_lr = _adapt_lr(config)
+    return f" (stage 2 from {adapt_lr:g})" if adapt_lr is not None and adapts(config) else ""
 
 
 def _progress_bar(config: DictConfig, context: DistributedContext, step: int) -> tqdm:
