@@ -117,28 +117,36 @@ def measure_steps(config, steps: int, warmup: int, stages: list[str]) -> dict:
     return result
 
 
-def measure_trainer(config_args: tuple, steps: int, warmup: int, stages: list[str]) -> dict:
-    """Ms per step of each stage of the real training loop on a short schedule, from its metrics log."""
+def measure_trainer(config_args: tuple, stages: list[str]) -> dict:
+    """Ms per step of each stage of the real training loop, from its metrics log, at the run's own
+    ``run.log_every``: each stage runs two log intervals and the second is timed. A logged step
+    carries the gradient-norm diagnostics (extra backward passes), so logging every step would time
+    a loop no run has; at the run's interval their cost is spread as it is in training."""
     preset, task, overrides, out = config_args
+    interval = int(prepared_config(preset, task, [*overrides, f"run.out={out}"], None).run.log_every)
     schedule = [
-        f"train.pretrain_steps={warmup + steps if 'pretrain' in stages else 0}",
-        f"train.adapt_steps={warmup + steps if 'adapt' in stages else 0}",
-        "run.log_every=1",
+        f"train.pretrain_steps={2 * interval if 'pretrain' in stages else 0}",
+        f"train.adapt_steps={2 * interval if 'adapt' in stages else 0}",
         "run.progress=false",
     ]
     shutil.rmtree(out, ignore_errors=True)
     config = prepared_config(preset, task, [*overrides, *schedule, f"run.out={out}"], None)
-    started = time.perf_counter()
+    started = time.time()
     train(config)
-    wall = time.perf_counter() - started
+    ended = time.time()
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     times = {r["step"]: r["time"] for r in records if r.get("kind") == "train"}
-    result: dict = {"wall_s": wall}
+    result: dict = {"wall_s": ended - started, "log_every": interval}
     first = 0
     for stage in stages:
-        result[stage] = 1000 * (times[first + warmup + steps] - times[first + warmup]) / steps
-        first += warmup + steps
-    result["fixed_s"] = wall - sum(result[stage] * (warmup + steps) for stage in stages) / 1000
+        result[stage] = 1000 * (times[first + 2 * interval] - times[first + interval]) / interval
+        first += 2 * interval
+    # Where the time outside the steps goes: before the first step (building, workers, the first
+    # batches) and after the last (stage-1 cache, final checkpoint, evaluation, results).
+    first_stage_ms = result[stages[0]]
+    result["startup_s"] = times[interval] - started - interval * first_stage_ms / 1000
+    result["finish_s"] = ended - times[first]
+    result["fixed_s"] = result["wall_s"] - sum(result[stage] * 2 * interval for stage in stages) / 1000
     return result
 
 
@@ -192,7 +200,9 @@ def main() -> None:
     out = args.out.resolve()
     run_dir = out / "run"  # the benchmark is generated beside it (the task's data.benchmark_root)
     shutil.rmtree(run_dir, ignore_errors=True)
+    clock = time.perf_counter()
     config = prepared_config(args.preset, args.task, [*overrides, f"run.out={run_dir}"], None)
+    phase_seconds = {"config and benchmark": time.perf_counter() - clock}
     run_dir.mkdir(parents=True, exist_ok=True)
     stages = (["pretrain"] if int(config.train.pretrain_steps) > 0 else []) + (["adapt"] if adapts(config) else [])
     device = setup_distributed(str(config.run.device)).device
@@ -205,11 +215,17 @@ def main() -> None:
         f"compile {bool(config.run.compile)}, workers {config.run.num_workers}, device {device}",
         flush=True,
     )
-    loader = measure_loader(config, args.steps, args.warmup) if "loader" in phases else None
-    step = measure_steps(config, args.steps, args.warmup, stages) if "step" in phases else None
-    trainer = None
+    loader = step = trainer = None
+    clock = time.perf_counter()
+    if "loader" in phases:
+        loader = measure_loader(config, args.steps, args.warmup)
+        phase_seconds["loader"], clock = time.perf_counter() - clock, time.perf_counter()
+    if "step" in phases:
+        step = measure_steps(config, args.steps, args.warmup, stages)
+        phase_seconds["step"], clock = time.perf_counter() - clock, time.perf_counter()
     if "trainer" in phases:
-        trainer = measure_trainer((args.preset, args.task, overrides, out / "trainer"), args.steps, args.warmup, stages)
+        trainer = measure_trainer((args.preset, args.task, overrides, out / "trainer"), stages)
+        phase_seconds["trainer"] = time.perf_counter() - clock
     projection = paper_projection(args.preset, config, trainer, step["save_s"]) if trainer and step else None
 
     print(f"\n{'':<9}{'':>12}" + "".join(f"{stage:>12}" for stage in stages))
@@ -230,6 +246,12 @@ def main() -> None:
             f"rates: {projection['seconds'] / 60:.1f} min (fixed costs {trainer['fixed_s']:.0f} s as measured, "
             f"{projection['checkpoints']} checkpoints x {step['save_s']:.1f} s)"
         )
+    if trainer:
+        print(
+            f"trainer at log_every {trainer['log_every']}: {trainer['startup_s']:.1f} s before the first step, "
+            f"{trainer['finish_s']:.1f} s after the last (evaluation, checkpoints)"
+        )
+    print("phases (s): " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in phase_seconds.items()))
     if args.json:
         record = {
             "machine": machine(),
@@ -242,6 +264,7 @@ def main() -> None:
             "step": step,
             "trainer": trainer,
             "projection": projection,
+            "phase_seconds": phase_seconds,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=1) + "\n")

@@ -30,6 +30,7 @@ TINY = [
     "data.heatmap_size=32",
     "data.benchmark_sizes={source_train: 4, source_test: 2, target_train: 4, target_test: 2, target_val: 2}",
     "run.tensorboard=false",
+    "run.log_every=1",  # the trainer phase runs two log intervals per stage
 ]
 
 
@@ -51,10 +52,12 @@ def test_end_to_end_benchmark_on_a_tiny_run(tmp_path):
     figures = [record["loader"]["images_per_s"], record["projection"]["seconds"]]
     figures += [record[part][stage] for part in ("step", "trainer") for stage in ("pretrain", "adapt")]
     assert all(math.isfinite(value) and value > 0 for value in figures), figures
-    # The trainer's short run went through both stages, one warm-up and one timed step each.
+    # The trainer's short run went through both stages, one log interval of warm-up and one timed each.
     metrics = (tmp_path / "trainer" / "metrics.jsonl").read_text().splitlines()
     steps = [json.loads(line)["step"] for line in metrics if json.loads(line)["kind"] == "train"]
-    assert steps == [1, 2, 3, 4]
+    assert steps == [1, 2, 3, 4] and record["trainer"]["log_every"] == 1
+    assert record["trainer"]["startup_s"] > 0 and record["trainer"]["finish_s"] > 0
+    assert "phases (s): config and benchmark" in output
     projection = record["projection"]
     assert projection["checkpoints"] == 35000 // 200  # the benchmark task saves every 200 steps
 
