@@ -9,11 +9,14 @@
 Three measurements of the same configuration, each through the trainer's own code:
 
 - loader: images/s of the run's real batch streams (labeled and target, as a step draws them), copied
-  onto the device; also shown as the ms one step's batches take to load;
+  onto the device; also shown as the ms one step's batches take to load, and the seconds until the
+  streams' first batches arrive (the workers' start);
 - step: ms per ``trainer.optimization_step`` (forward_backward, optimisers, LR schedule, EMA) on one
   pair of batches already on the device, per stage, with the peak GPU memory;
 - trainer: ms per step of ``trainer.train`` (the loop of ``posealign train``: loader, step, logging)
-  on a short schedule, from the times of the lines in its ``metrics.jsonl``, per stage.
+  on a short schedule (two of the run's log intervals per stage, the second timed), from the times
+  of the lines in its ``metrics.jsonl``, per stage; and the seconds before its first step and after
+  its last.
 
 It then projects the paper's schedule (train.pretrain_steps + train.adapt_steps of the defaults:
 20k + 15k) at the trainer's rates, plus the fixed costs the short run measured (start, warm-up,
@@ -66,7 +69,12 @@ def measure_loader(config, batches: int, warmup: int) -> dict:
     data = build_run_data(config, context)
     streams = [s for s in (data.labeled, data.target) if s is not None]
     channels_last = use_channels_last(config, context.device)
-    for _ in range(warmup):  # workers start, first batches
+    started = time.perf_counter()
+    for stream in streams:  # the workers start: their first batches
+        to_batch(next(stream), context.device, channels_last)
+    synchronize(context.device)
+    first_batch_s = time.perf_counter() - started
+    for _ in range(warmup - 1):
         for stream in streams:
             to_batch(next(stream), context.device, channels_last)
     synchronize(context.device)
@@ -77,7 +85,11 @@ def measure_loader(config, batches: int, warmup: int) -> dict:
     synchronize(context.device)
     seconds = time.perf_counter() - started
     images_per_step = sum(s.batch_size for s in streams)
-    return {"images_per_s": batches * images_per_step / seconds, "ms_per_step": 1000 * seconds / batches}
+    return {
+        "images_per_s": batches * images_per_step / seconds,
+        "ms_per_step": 1000 * seconds / batches,
+        "first_batch_s": first_batch_s,
+    }
 
 
 def measure_steps(config, steps: int, warmup: int, stages: list[str]) -> dict:
@@ -233,7 +245,7 @@ def main() -> None:
         print(
             f"{'loader':<9}{loader['images_per_s']:>8.0f} im/s"
             + "".join(f"{loader['ms_per_step']:>9.1f} ms" for _ in stages)
-            + "   (a step's batches, onto the device)"
+            + f"   (a step's batches, onto the device; the first ones {loader['first_batch_s']:.1f} s)"
         )
     if step:
         peak = f"   peak {step['peak_gib']:.1f} GiB" if "peak_gib" in step else ""

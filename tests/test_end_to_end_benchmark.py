@@ -57,7 +57,7 @@ def test_end_to_end_benchmark_on_a_tiny_run(tmp_path):
     steps = [json.loads(line)["step"] for line in metrics if json.loads(line)["kind"] == "train"]
     assert steps == [1, 2, 3, 4] and record["trainer"]["log_every"] == 1
     assert record["trainer"]["startup_s"] > 0 and record["trainer"]["finish_s"] > 0
-    assert "phases (s): config and benchmark" in output
+    assert "phases (s): config and benchmark" in output and record["loader"]["first_batch_s"] > 0
     projection = record["projection"]
     assert projection["checkpoints"] == 35000 // 200  # the benchmark task saves every 200 steps
 
