@@ -4,7 +4,8 @@ bf16) for ``daml`` and ``fast``, eager and under torch.compile, then one compact
 
 Order: what is still unmeasured first. On an H200 (gVisor) the eager ``daml`` figures are in the
 README; its end-to-end run took about 5 minutes, most of it before the first batches (82 s before
-the trainer's first step), so the compiled step rows come right after it.
+the trainer's first step), so the loader's start, timed apart
+(loader_start.py), and the compiled step rows come right after it.
 
 The device machine has torch but not kornia, kornia_rs or omegaconf, and no network. Once, in the
 repository root of a machine that has pip and the network (wheels for the device's Python 3.12):
@@ -52,6 +53,7 @@ def measurements(steps: int, work: Path) -> list[tuple[str, list[str]]]:
     step_cost = [sys.executable, str(HERE / "step_cost.py"), "--task", "benchmark_paper_scale", "--batch-size", "32"]
     return [
         ("daml", [*end_to_end, "--preset", "daml", "--json", str(work / "daml.json"), SIZES]),
+        ("loader start", [sys.executable, str(HERE / "loader_start.py")]),
         ("daml compile", [*end_to_end, "--preset", "daml", "--compile", "--phases", "step"]
          + ["--json", str(work / "daml_compile.json"), SIZES]),
         ("fast compile", [*end_to_end, "--preset", "fast", "--compile", "--phases", "step"]

@@ -69,3 +69,14 @@ def test_end_to_end_benchmark_on_a_tiny_run(tmp_path):
     row = rendered.splitlines()[-1]
     assert row.startswith("| daml | ok | ") and f"{record['projection']['seconds'] / 60:.1f} |" in row
     assert f"{record['step']['pretrain']:.1f} / {record['step']['adapt']:.1f}" in row
+
+
+def test_loader_start_probe_runs_on_the_cpu():
+    """benchmarks/loader_start.py (a gpu_check row) times a loader's first batches; on the CPU only the
+    fork row, on CUDA the rows after CUDA and with pinned memory too."""
+    command = [sys.executable, str(REPOSITORY / "benchmarks" / "loader_start.py"), "--workers", "2", "--size", "32"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPOSITORY)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "no GPU" in done.stdout
+    seconds = [float(line.split()[-2]) for line in done.stdout.splitlines() if line.rstrip().endswith(" s")]
+    assert len(seconds) == 1 and seconds[0] > 0
