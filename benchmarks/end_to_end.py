@@ -183,7 +183,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="daml")
     parser.add_argument("--task", default="benchmark_paper_scale")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps (and loader batches) per stage")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=20,
+        help="timed steps per stage of the step phase, and loader batches (the trainer phase times run.log_every steps)",
+    )
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before them (at least 1)")
     parser.add_argument("--amp", choices=["off", "bf16", "fp16"], default=None, help="default: the task's run.amp")
     parser.add_argument("--workers", type=int, default=None, help="default: the task's run.num_workers")
