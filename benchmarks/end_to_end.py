@@ -129,13 +129,13 @@ def measure_steps(config, steps: int, warmup: int, stages: list[str]) -> dict:
     return result
 
 
-def measure_trainer(config_args: tuple, stages: list[str]) -> dict:
+def measure_trainer(config_args: tuple, interval: int, stages: list[str]) -> dict:
     """Ms per step of each stage of the real training loop, from its metrics log, at the run's own
-    ``run.log_every``: each stage runs two log intervals and the second is timed. A logged step
+    log interval (``interval``, its ``run.log_every``): each stage runs two intervals and the second
+    is timed. A logged step
     carries the gradient-norm diagnostics (extra backward passes), so logging every step would time
     a loop no run has; at the run's interval their cost is spread as it is in training."""
     preset, task, overrides, out = config_args
-    interval = int(prepared_config(preset, task, [*overrides, f"run.out={out}"], None).run.log_every)
     schedule = [
         f"train.pretrain_steps={2 * interval if 'pretrain' in stages else 0}",
         f"train.adapt_steps={2 * interval if 'adapt' in stages else 0}",
@@ -241,7 +241,8 @@ def main() -> None:
         step = measure_steps(config, args.steps, args.warmup, stages)
         phase_seconds["step"], clock = time.perf_counter() - clock, time.perf_counter()
     if "trainer" in phases:
-        trainer = measure_trainer((args.preset, args.task, overrides, out / "trainer"), stages)
+        config_args = (args.preset, args.task, overrides, out / "trainer")
+        trainer = measure_trainer(config_args, int(config.run.log_every), stages)
         phase_seconds["trainer"] = time.perf_counter() - clock
     projection = paper_projection(args.preset, config, trainer, step["save_s"]) if trainer and step else None
 
