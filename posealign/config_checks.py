@@ -61,10 +61,11 @@ def _check_counts(config: DictConfig) -> None:
         section, name = key.split(".")
         if float(config[section][name]) <= 0:
             raise UserError(f"{key}={config[section][name]}: must be positive")
-    adapt_lr = config.optim.get("adapt_lr")
-    number = _as_float(adapt_lr)
-    if adapt_lr is not None and (number is None or number <= 0):
-        raise UserError(f"optim.adapt_lr={adapt_lr}: must be a positive learning rate (or null)")
+    for key, what in (("adapt_lr", "learning rate"), ("adapt_grad_clip", "gradient norm")):
+        value = config.optim.get(key)
+        number = _as_float(value)
+        if value is not None and (number is None or number <= 0):
+            raise UserError(f"optim.{key}={value}: must be a positive {what} (or null)")
     if int(config.train.pretrain_steps) + int(config.train.adapt_steps) == 0:
         raise UserError("train.pretrain_steps and train.adapt_steps are both 0: nothing to train")
 

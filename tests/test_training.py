@@ -528,6 +528,51 @@ def test_adapt_lr_restarts_stage_two_shares_stage_one_and_resumes(benchmark_root
     assert final_numbers(restarted) != final_numbers(tmp_path / "plain")
 
 
+def student_gradients(benchmark_root: Path, out: Path, stage: str, *overrides: str) -> tuple[list, dict]:
+    """The student's gradients (as the optimiser stepped with them) and the logs of one step of
+    ``stage`` from the same initial networks and batches, whatever the overrides."""
+    from posealign.engine.data import build_run_data
+    from posealign.engine.distributed import setup_distributed
+    from posealign.engine.trainer import build_training, next_batches, optimization_step
+
+    config = load_config(
+        "daml_plus", "benchmark", [*TINY, f"data.benchmark_root={benchmark_root}", f"run.out={out}", *overrides]
+    )
+    context = setup_distributed("cpu")
+    torch.manual_seed(0)
+    training = build_training(config, build_run_data(config, context), context)
+    labeled, target = next_batches(training)
+    training.method.set_train_mode()
+    if stage == "adapt":
+        training.method.start_adaptation(labeled.images)
+    torch.manual_seed(1)
+    logs = optimization_step(training, stage, 0, labeled, target)
+    return [p.grad.clone() for p in training.method.student.parameters() if p.grad is not None], logs
+
+
+def test_adapt_grad_clip_scales_the_student_gradient_of_stage_two_only(benchmark_root, tmp_path):
+    free, logs = student_gradients(benchmark_root, tmp_path / "free", "adapt")
+    assert "grad_norm_unclipped" not in logs  # null, the default: no clipping, as the paper and the release
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in free]))
+
+    # Below the gradient's norm: the same direction, scaled to the clip (torch's 1e-6 guard aside).
+    clip = float(norm) / 4
+    clipped, logs = student_gradients(benchmark_root, tmp_path / "clipped", "adapt", f"optim.adapt_grad_clip={clip}")
+    assert float(logs["grad_norm_unclipped"]) == pytest.approx(float(norm), rel=1e-5)
+    for a, b in zip(clipped, free, strict=True):
+        torch.testing.assert_close(a, b * clip / (float(norm) + 1e-6), rtol=1e-5, atol=1e-12)
+
+    # Above it: untouched. In stage 1 a clip below the norm does nothing either.
+    loose, _ = student_gradients(
+        benchmark_root, tmp_path / "loose", "adapt", f"optim.adapt_grad_clip={4 * float(norm)}"
+    )
+    assert all(torch.equal(a, b) for a, b in zip(loose, free, strict=True))
+    pretrain, _ = student_gradients(benchmark_root, tmp_path / "pretrain", "pretrain")
+    pretrain_clip, logs = student_gradients(benchmark_root, tmp_path / "pc", "pretrain", "optim.adapt_grad_clip=1.0e-9")
+    assert "grad_norm_unclipped" not in logs
+    assert all(torch.equal(a, b) for a, b in zip(pretrain_clip, pretrain, strict=True))
+
+
 def logged_lrs(run_dir: Path) -> list[float]:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [r["lr"] for r in records if r["kind"] == "train"]
