@@ -576,3 +576,21 @@ def test_adapt_grad_clip_scales_the_student_gradient_of_stage_two_only(benchmark
 def logged_lrs(run_dir: Path) -> list[float]:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [r["lr"] for r in records if r["kind"] == "train"]
+
+
+def test_a_run_saved_before_a_null_option_existed_is_still_the_same_run(tmp_path):
+    from omegaconf import OmegaConf
+
+    from posealign.config import resolved
+    from posealign.engine.run_directory import check_run_directory
+    from posealign.errors import UserError
+
+    config = load_config("daml_plus", "benchmark", [f"run.out={tmp_path}"])
+    saved = OmegaConf.to_container(resolved(config))
+    del saved["optim"]["adapt_grad_clip"]  # as saved by a version without the option (null: no clip)
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    check_run_directory(config, resume=True)
+
+    clipped = load_config("daml_plus", "benchmark", [f"run.out={tmp_path}", "optim.adapt_grad_clip=0.5"])
+    with pytest.raises(UserError, match="holds a different run.*adapt_grad_clip"):
+        check_run_directory(clipped, resume=True)

@@ -36,12 +36,19 @@ _RUN_KEYS_FREE_TO_CHANGE = (
 
 def comparable_config(config: DictConfig) -> dict:
     """The resolved config as a plain dict without the keys that may change between a run and its
-    resumption: two configs with equal ``comparable_config`` describe the same run."""
-    plain = OmegaConf.to_container(resolved(config))
+    resumption: two configs with equal ``comparable_config`` describe the same run.
+
+    Null settings are left out too: an option added after a run was saved defaults to null, which
+    keeps the behaviour the run had, so the saved config (without the key) still describes it."""
+    plain = _without_nulls(OmegaConf.to_container(resolved(config)))
     plain.pop("preset", None)
     for key in _RUN_KEYS_FREE_TO_CHANGE:
         plain.get("run", {}).pop(key, None)
     return plain
+
+
+def _without_nulls(tree: dict) -> dict:
+    return {k: _without_nulls(v) if isinstance(v, dict) else v for k, v in tree.items() if v is not None}
 
 
 def check_run_directory(config: DictConfig, resume: bool) -> Path:
