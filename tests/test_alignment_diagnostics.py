@@ -132,10 +132,12 @@ def test_new_presets_change_only_what_they_say():
     plus = load_config("daml_plus", "benchmark")
     assert daml.align.pose.temperature == 1.0 and daml.align.pose.calibrate_temperature_to is None
     assert plus.align.pose.calibrate_temperature_to == 0.5
-    assert plus.mean_teacher.student_batchnorm == "joint" and plus.align.feature.lr == 1.0e-3
+    assert plus.mean_teacher.student_batchnorm == "joint" and plus.align.feature.lr == 3.0e-3
     assert plus.align.feature.weight == daml.align.feature.weight == 0.02  # the benchmark task's l_adv
-    assert load_config("mt_image_pose_tau", "benchmark").align.feature.enabled is False
-    assert load_config("mt_image_feature_joint", "benchmark").align.pose.enabled is False
+    pose_row = load_config("mt_image_pose_tau", "benchmark")
+    assert pose_row.align.feature.enabled is False and pose_row.align.pose.calibrate_temperature_to == 0.7
+    feature_row = load_config("mt_image_feature_joint", "benchmark")
+    assert feature_row.align.pose.enabled is False and feature_row.align.feature.lr == 1.0e-3
 
 
 def test_grl_warmup_holds_lambda_at_zero_then_runs_the_schedule_over_the_rest():
