@@ -91,6 +91,7 @@ METHOD_CHOICES = {
     "align.feature.grl": ("constant", "dann"),
     "align.feature.layer": ("deconv", "backbone"),
     "align.pose.variant": ("paper", "release"),
+    "align.pose.distribution": ("axes", "map"),
 }
 
 

@@ -271,7 +271,7 @@ class MultiLevelAlignment(nn.Module):
         if pose.enabled:
             with _region("losses"):
                 losses["loss_im"] = information_maximization_loss(
-                    student_common, pose.variant, float(pose.gate_threshold), self.pose_temperature
+                    student_common, pose.variant, float(pose.gate_threshold), self.pose_temperature, pose.distribution
                 )
         with _region("losses"):
             total = _weighted_sum(losses, self.loss_weights())
@@ -311,13 +311,14 @@ class MultiLevelAlignment(nn.Module):
     def calibrate_pose_temperature(self, source_images: torch.Tensor) -> float:
         """tau at which the pretrained network's maps of source images (eval mode: BatchNorm on its
         running statistics, nothing updated) have ``align.pose.calibrate_temperature_to`` of the
-        maximum axis entropy."""
+        maximum entropy of the distributions L_IM reads (``align.pose.distribution``)."""
         network = self.teacher if self.teacher is not None else unwrap_model(self.student)
         was_training = network.training
         network.eval()
         heatmaps = torch.cat([network(chunk)[0].float() for chunk in source_images.split(32)])
         network.train(was_training)
-        return calibrate_temperature(heatmaps, float(self.config.align.pose.calibrate_temperature_to))
+        pose = self.config.align.pose
+        return calibrate_temperature(heatmaps, float(pose.calibrate_temperature_to), distribution=pose.distribution)
 
     def set_train_mode(self) -> None:
         self.student.train()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from posealign.alignment.pose_level import axis_distributions, calibrate_temperature, mean_axis_entropy_fraction
+from posealign.alignment.pose_level import axis_distributions, calibrate_temperature, confidence_entropy_fraction
 from posealign.config import load_config
 from posealign.config_checks import check_values
 from posealign.diagnostics import discriminator_accuracies, entropy_fractions, gradient_norms, shared_parameters
@@ -51,6 +51,39 @@ def test_im_loss_at_a_temperature_is_tau_times_the_formula_at_that_temperature()
         )
 
 
+def test_im_on_whole_maps_replaces_the_two_axis_entropies_by_the_map_entropy():
+    torch.manual_seed(2)
+    maps = torch.rand(3, 2, 5, 4, dtype=torch.float64)
+    tau, threshold = 0.05, 0.6
+
+    def entropy(p):
+        return -(p * p.log()).sum(-1)
+
+    # The paper variant by hand: over the keypoints whose peak passes the gate, E_hw / log(HW) of
+    # softmax_HW(map / tau), minus E_m / log(HW) of the gated batch-mean map; then times tau.
+    gate = (maps.amax(dim=(2, 3)) > threshold).double()
+    e_hw = (entropy(torch.softmax(maps.flatten(2) / tau, -1)) * gate).sum() / gate.sum() / math.log(20)
+    mean_map = (maps * gate[:, :, None, None]).sum(0) / gate.sum(0).clamp(min=1)[:, None, None]
+    present = (gate.sum(0) > 0).double()
+    e_m = (entropy(torch.softmax(mean_map.flatten(1) / tau, -1)) * present).sum() / present.sum() / math.log(20)
+    got = information_maximization_loss(maps, "paper", threshold, tau, distribution="map")
+    torch.testing.assert_close(got, tau * (e_hw - e_m))
+    # The release variant the same way: (mean E_hw - mean E_m) / (H W), every keypoint.
+    p_m = torch.softmax(maps.mean(0).flatten(1) / tau, -1)
+    by_hand = tau * (entropy(torch.softmax(maps.flatten(2) / tau, -1)).mean() - entropy(p_m).mean()) / 20
+    torch.testing.assert_close(
+        information_maximization_loss(maps, "release", temperature=tau, distribution="map"), by_hand
+    )
+    # axes, the default, is eq. 6 as before, bit for bit.
+    for variant in ("paper", "release"):
+        assert torch.equal(
+            information_maximization_loss(maps, variant, threshold, tau, "axes"),
+            information_maximization_loss(maps, variant, threshold, tau),
+        )
+    with pytest.raises(ValueError, match="align.pose.distribution"):
+        information_maximization_loss(maps, "paper", threshold, tau, distribution="pixels")
+
+
 def test_the_gradient_that_vanishes_at_tau_1_is_there_at_a_calibrated_tau():
     # Gaussian-like maps with peaks below 1, as a pose network predicts them.
     ys, xs = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
@@ -71,7 +104,12 @@ def test_calibrated_temperature_gives_the_requested_entropy_and_grows_with_it():
     taus = [calibrate_temperature(maps, fraction) for fraction in (0.3, 0.5, 0.8)]
     assert taus[0] < taus[1] < taus[2]
     for fraction, tau in zip((0.3, 0.5, 0.8), taus, strict=True):
-        assert mean_axis_entropy_fraction(maps, tau) == pytest.approx(fraction, abs=1e-4)
+        assert confidence_entropy_fraction(maps, tau) == pytest.approx(fraction, abs=1e-4)
+    # On whole maps: the 2D entropy at the calibrated tau, by hand, is the fraction asked for.
+    tau = calibrate_temperature(maps, 0.5, distribution="map")
+    p = torch.softmax(maps.flatten(2) / tau, -1)
+    assert float((-(p * p.log()).sum(-1)).mean() / math.log(64)) == pytest.approx(0.5, abs=1e-4)
+    assert tau != pytest.approx(taus[1])
     with pytest.raises(ValueError, match="calibrate_temperature_to"):
         calibrate_temperature(maps, 1.0)
 
@@ -124,6 +162,12 @@ def test_a_term_without_a_graph_is_skipped():
 def test_calibration_fraction_outside_zero_one_is_a_one_line_error(value):
     config = load_config("daml_plus", "benchmark", [f"align.pose.calibrate_temperature_to={value}"])
     with pytest.raises(UserError, match="calibrate_temperature_to"):
+        check_values(config, check_roots=False)
+
+
+def test_a_mistyped_pose_distribution_is_a_one_line_error():
+    config = load_config("daml_plus", "benchmark", ["align.pose.distribution=pixels"])
+    with pytest.raises(UserError, match=r"align.pose.distribution=pixels: choose one of \['axes', 'map'\]"):
         check_values(config, check_roots=False)
 
 

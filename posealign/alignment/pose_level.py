@@ -28,6 +28,27 @@ def axis_distributions(heatmaps: torch.Tensor, temperature: float = 1.0) -> tupl
     )
 
 
+def map_distribution(heatmaps: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """p_hw = softmax over all H x W pixels of H_bk / tau (B, K, H*W): the map itself as one
+    distribution (``align.pose.distribution: map``, ours), where eq. 6 takes its two projections."""
+    return torch.softmax(heatmaps.flatten(2) / temperature, dim=2)
+
+
+def confidence_entropies(
+    heatmaps: torch.Tensor, temperature: float = 1.0, distribution: str = "axes"
+) -> list[tuple[torch.Tensor, float]]:
+    """The entropies IM's confidence term minimises, each (B, K) with the log of its support (its
+    maximum): E_h and E_w of the axis distributions (``axes``: eq. 6, the paper and the release), or
+    E_hw of the whole map (``map``)."""
+    _, _, height, width = heatmaps.shape
+    if distribution == "axes":
+        p_h, p_w = axis_distributions(heatmaps, temperature)
+        return [(entropy(p_h), math.log(height)), (entropy(p_w), math.log(width))]
+    if distribution == "map":
+        return [(entropy(map_distribution(heatmaps, temperature)), math.log(height * width))]
+    raise ValueError(f"align.pose.distribution must be 'axes' or 'map', not {distribution!r}")
+
+
 def entropy(probabilities: torch.Tensor) -> torch.Tensor:
     """-sum p log p over the last dimension (0 log 0 taken as 0)."""
     return -(probabilities * torch.log(probabilities.clamp(min=1e-12))).sum(-1)
@@ -41,16 +62,22 @@ def axis_entropy_fractions(heatmaps: torch.Tensor, temperature: float = 1.0) -> 
     return entropy(p_h).mean() / math.log(height), entropy(p_w).mean() / math.log(width)
 
 
-def mean_axis_entropy_fraction(heatmaps: torch.Tensor, temperature: float) -> float:
-    """The mean of :func:`axis_entropy_fractions`: what :func:`calibrate_temperature` sets."""
-    e_h, e_w = axis_entropy_fractions(heatmaps, temperature)
-    return float((e_h + e_w) / 2)
+@torch.no_grad()
+def confidence_entropy_fraction(heatmaps: torch.Tensor, temperature: float, distribution: str = "axes") -> float:
+    """The mean of the :func:`confidence_entropies` over all maps, each as a fraction of its
+    maximum (for ``axes``, the mean of the two :func:`axis_entropy_fractions`): what
+    :func:`calibrate_temperature` sets."""
+    terms = confidence_entropies(heatmaps.float(), temperature, distribution)
+    return float(sum(values.mean() / log_support for values, log_support in terms) / len(terms))
 
 
 @torch.no_grad()
-def calibrate_temperature(heatmaps: torch.Tensor, entropy_fraction: float, iterations: int = 60) -> float:
-    """The tau at which the given maps' axis distributions have mean entropy ``entropy_fraction`` of
-    the maximum (0 < f < 1), by bisection on log tau (the entropy grows with tau).
+def calibrate_temperature(
+    heatmaps: torch.Tensor, entropy_fraction: float, iterations: int = 60, distribution: str = "axes"
+) -> float:
+    """The tau at which the given maps' distributions (``distribution``: their two axes, or the whole
+    map) have mean entropy ``entropy_fraction`` of the maximum (0 < f < 1), by bisection on log tau
+    (the entropy grows with tau).
 
     Called on the student's maps of source images at the start of adaptation: no target label, no
     target image. A fraction in the middle puts the entropies where their gradient is large.
@@ -60,7 +87,7 @@ def calibrate_temperature(heatmaps: torch.Tensor, entropy_fraction: float, itera
     low, high = math.log(1e-6), math.log(1e3)
     for _ in range(iterations):
         middle = (low + high) / 2
-        if mean_axis_entropy_fraction(heatmaps, math.exp(middle)) < entropy_fraction:
+        if confidence_entropy_fraction(heatmaps, math.exp(middle), distribution) < entropy_fraction:
             low = middle
         else:
             high = middle

@@ -4,6 +4,8 @@ E_h, E_w: mean entropies of the H and W distributions of each heatmap (eq. 6, mi
 keypoint confident); E_m: entropy of softmax_HW of the batch-mean heatmap of each keypoint, mean
 over keypoints (maximised: predictions diverse over the batch). Two variants (METHOD.md, step 4):
 the paper's (gated, log-normalised) and the released code's (ungated, divided by H*W).
+With ``distribution="map"`` (ours) the confidence term is one entropy, E_hw of softmax_HW of each
+heatmap, in place of E_h + E_w: L_IM = E_hw - E_m.
 """
 
 from __future__ import annotations
@@ -12,27 +14,32 @@ import math
 
 import torch
 
-from posealign.alignment.pose_level import axis_distributions, entropy
+from posealign.alignment.pose_level import confidence_entropies, entropy
 
 
 def information_maximization_loss(
-    heatmaps: torch.Tensor, variant: str = "paper", gate_threshold: float = 0.5, temperature: float = 1.0
+    heatmaps: torch.Tensor,
+    variant: str = "paper",
+    gate_threshold: float = 0.5,
+    temperature: float = 1.0,
+    distribution: str = "axes",
 ) -> torch.Tensor:
     """L_IM on the student's target heatmaps (B, K, H, W) in the common frame; ``variant`` picks
     :func:`information_maximization_paper` or :func:`information_maximization_release`.
     ``temperature``: tau of every softmax (:mod:`posealign.alignment.pose_level`); 1 is the paper's.
     The loss is multiplied by tau: the gradient of an entropy of softmax(x / tau) with respect to x
     grows as 1 / tau, and the factor keeps l_im's scale whatever tau the calibration picks (as
-    distillation multiplies its softened loss by T^2). At tau = 1 nothing changes."""
+    distillation multiplies its softened loss by T^2). At tau = 1 nothing changes.
+    ``distribution``: ``axes`` (eq. 6) or ``map`` (:func:`posealign.alignment.pose_level.confidence_entropies`)."""
     if variant == "paper":
-        return temperature * information_maximization_paper(heatmaps, gate_threshold, temperature)
+        return temperature * information_maximization_paper(heatmaps, gate_threshold, temperature, distribution)
     if variant == "release":
-        return temperature * information_maximization_release(heatmaps, temperature)
+        return temperature * information_maximization_release(heatmaps, temperature, distribution)
     raise ValueError(f"align.pose.variant must be 'paper' or 'release', not {variant!r}")
 
 
 def information_maximization_paper(
-    heatmaps: torch.Tensor, gate_threshold: float = 0.5, temperature: float = 1.0
+    heatmaps: torch.Tensor, gate_threshold: float = 0.5, temperature: float = 1.0, distribution: str = "axes"
 ) -> torch.Tensor:
     """L_IM = E_h / log H + E_w / log W - E_m / log HW over the confident keypoints only.
 
@@ -41,24 +48,27 @@ def information_maximization_paper(
     confident drop out). Each entropy divided by the log of its support lies in [0, 1].
     """
     _, _, height, width = heatmaps.shape
-    p_h, p_w = axis_distributions(heatmaps, temperature)
-    entropy_h, entropy_w = entropy(p_h), entropy(p_w)  # (B, K)
     gate = (heatmaps.detach().amax(dim=(2, 3)) > gate_threshold).to(heatmaps.dtype)  # (B, K)
     count = gate.sum().clamp(min=1.0)
-    e_h = (entropy_h * gate).sum() / count / math.log(height)
-    e_w = (entropy_w * gate).sum() / count / math.log(width)
+    # E_h / log H + E_w / log W (axes), or E_hw / log HW (map).
+    confidence = sum(
+        (values * gate).sum() / count / log_support
+        for values, log_support in confidence_entropies(heatmaps, temperature, distribution)
+    )
     per_keypoint = gate.sum(0).clamp(min=1.0)  # (K,)
     mean_map = (heatmaps * gate[:, :, None, None]).sum(0) / per_keypoint[:, None, None]  # (K, H, W)
     present = (gate.sum(0) > 0).to(heatmaps.dtype)
     p_m = torch.softmax(mean_map.flatten(1) / temperature, dim=1)
     e_m = (entropy(p_m) * present).sum() / present.sum().clamp(min=1.0) / math.log(height * width)
-    return e_h + e_w - e_m
+    return confidence - e_m
 
 
-def information_maximization_release(heatmaps: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """L_IM = (E_h + E_w - E_m) / (H * W), every keypoint of every image, as the released code."""
+def information_maximization_release(
+    heatmaps: torch.Tensor, temperature: float = 1.0, distribution: str = "axes"
+) -> torch.Tensor:
+    """L_IM = (E_h + E_w - E_m) / (H * W), every keypoint of every image, as the released code
+    (E_hw in place of E_h + E_w with ``distribution="map"``)."""
     _, _, height, width = heatmaps.shape
-    p_h, p_w = axis_distributions(heatmaps, temperature)
-    entropy_h, entropy_w = entropy(p_h), entropy(p_w)  # (B, K)
+    confidence = sum(values.mean() for values, _ in confidence_entropies(heatmaps, temperature, distribution))
     p_m = torch.softmax(heatmaps.mean(dim=0).flatten(1) / temperature, dim=1)  # (K, H*W)
-    return (entropy_h.mean() + entropy_w.mean() - entropy(p_m).mean()) / (height * width)
+    return (confidence - entropy(p_m).mean()) / (height * width)
