@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from posealign.config import load_config, resolved
-from posealign.engine.run_directory import comparable_config
+from posealign.engine.run_directory import comparable_config, load_saved_config
 
 
 def split_overrides(names: list[str], overrides: list[str]) -> tuple[list[str], list[str]]:
@@ -31,7 +29,7 @@ def run_preset(preset: str, task: str | None, out: Path, overrides: list[str] | 
     if (
         results_file.is_file()
         and config_file.is_file()
-        and comparable_config(OmegaConf.load(config_file)) == comparable_config(config)
+        and comparable_config(load_saved_config(config_file)) == comparable_config(config)
     ):
         print(f"{config.method}: finished run found in {out}, reusing its results")
         return json.loads(results_file.read_text())

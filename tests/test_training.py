@@ -578,19 +578,25 @@ def logged_lrs(run_dir: Path) -> list[float]:
     return [r["lr"] for r in records if r["kind"] == "train"]
 
 
-def test_a_run_saved_before_a_null_option_existed_is_still_the_same_run(tmp_path):
+def test_a_run_saved_before_an_option_existed_is_still_the_same_run(tmp_path):
     from omegaconf import OmegaConf
 
     from posealign.config import resolved
     from posealign.engine.run_directory import check_run_directory
     from posealign.errors import UserError
+    from posealign.experiments import run_preset
 
     config = load_config("daml_plus", "benchmark", [f"run.out={tmp_path}"])
     saved = OmegaConf.to_container(resolved(config))
-    del saved["optim"]["adapt_grad_clip"]  # as saved by a version without the option (null: no clip)
+    # As saved by a version without these options; their defaults (no clip; eq. 6's axes) are what it ran.
+    del saved["optim"]["adapt_grad_clip"]
+    del saved["align"]["pose"]["distribution"]
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(saved))
     check_run_directory(config, resume=True)
+    (tmp_path / "results.json").write_text('{"reused": true}')  # and `ablate` reuses its results
+    assert run_preset("daml_plus", "benchmark", tmp_path) == {"reused": True}
 
-    clipped = load_config("daml_plus", "benchmark", [f"run.out={tmp_path}", "optim.adapt_grad_clip=0.5"])
-    with pytest.raises(UserError, match="holds a different run.*adapt_grad_clip"):
-        check_run_directory(clipped, resume=True)
+    for override in ("optim.adapt_grad_clip=0.5", "align.pose.distribution=map"):
+        other = load_config("daml_plus", "benchmark", [f"run.out={tmp_path}", override])
+        with pytest.raises(UserError, match=f"holds a different run.*{override.split('=')[0].split('.')[-1]}"):
+            check_run_directory(other, resume=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from posealign.config import resolved, save_config
+from posealign.config import CONFIG_ROOT, resolved, save_config
 from posealign.engine.text_log import TextLog
 from posealign.errors import UserError
 from posealign.files import atomic_write_text
@@ -36,19 +36,20 @@ _RUN_KEYS_FREE_TO_CHANGE = (
 
 def comparable_config(config: DictConfig) -> dict:
     """The resolved config as a plain dict without the keys that may change between a run and its
-    resumption: two configs with equal ``comparable_config`` describe the same run.
-
-    Null settings are left out too: an option added after a run was saved defaults to null, which
-    keeps the behaviour the run had, so the saved config (without the key) still describes it."""
-    plain = _without_nulls(OmegaConf.to_container(resolved(config)))
+    resumption: two configs with equal ``comparable_config`` describe the same run."""
+    plain = OmegaConf.to_container(resolved(config))
     plain.pop("preset", None)
     for key in _RUN_KEYS_FREE_TO_CHANGE:
         plain.get("run", {}).pop(key, None)
     return plain
 
 
-def _without_nulls(tree: dict) -> dict:
-    return {k: _without_nulls(v) if isinstance(v, dict) else v for k, v in tree.items() if v is not None}
+def load_saved_config(path: Path) -> DictConfig:
+    """A run's saved ``config.yaml``, with every key added to ``configs/default.yaml`` since it was
+    saved filled in with its default. A new option's default keeps the behaviour runs had before it
+    existed (the rule every option here follows), so the filled-in config still describes the run,
+    and a run that sets the option otherwise is another run."""
+    return OmegaConf.merge(OmegaConf.load(str(CONFIG_ROOT / "default.yaml")), OmegaConf.load(path))
 
 
 def check_run_directory(config: DictConfig, resume: bool) -> Path:
@@ -60,7 +61,7 @@ def check_run_directory(config: DictConfig, resume: bool) -> Path:
     run_dir = Path(config.run.out)
     saved = run_dir / "config.yaml"
     if saved.is_file():
-        previous = OmegaConf.load(saved)
+        previous = load_saved_config(saved)
         if comparable_config(previous) != comparable_config(config):
             changed = _first_difference(comparable_config(previous), comparable_config(config))
             raise UserError(
