@@ -84,7 +84,12 @@ class MultiLevelAlignment(nn.Module):
             in_channels = (
                 self.student.backbone_channels if feature.layer == "backbone" else self.student.feature_channels
             )
-            self.discriminator = DomainDiscriminator(in_channels, tuple(feature.channels), stride=int(feature.stride))
+            self.discriminator = DomainDiscriminator(
+                in_channels,
+                tuple(feature.channels),
+                stride=int(feature.stride),
+                spectral_norm=bool(feature.spectral_norm),
+            )
         needs_style = config.align.image.enabled and (config.mean_teacher.enabled or config.train.pretrain_image_level)
         self.style_transfer: StyleTransfer | None = _style_transfer(config.align.image) if needs_style else None
         self.style_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -193,3 +193,27 @@ def test_grl_warmup_holds_lambda_at_zero_then_runs_the_schedule_over_the_rest():
     assert grl_coefficient("dann", 0.625, 2.0, warmup=0.25) == pytest.approx(2.0 * (2 / (1 + math.exp(-5)) - 1))
     assert grl_coefficient("constant", 0.3, 0.5, warmup=0.25) == 0.5
     assert grl_coefficient("dann", 0.4, 1.0) == grl_coefficient("dann", 0.4, 1.0, warmup=0.0)
+
+
+def test_spectral_norm_divides_each_discriminator_convolution_by_its_largest_singular_value():
+    from posealign.alignment.feature_level import DomainDiscriminator
+    from posealign.multilevel_alignment import MultiLevelAlignment
+
+    plain = DomainDiscriminator(8, (16, 16))
+    assert not any("parametrizations" in name for name, _ in plain.named_parameters())  # the release's, unchanged
+    torch.manual_seed(0)
+    normed = DomainDiscriminator(8, (16, 16), spectral_norm=True)
+    features = torch.randn(4, 8, 6, 6)
+    for _ in range(50):  # each training forward runs one power iteration
+        normed(features)
+    normed.eval()
+    convolutions = [layer for layer in normed.net if isinstance(layer, nn.Conv2d)]
+    assert len(convolutions) == 3
+    for layer in convolutions:
+        original = layer.parametrizations.weight.original
+        by_hand = original / torch.linalg.matrix_norm(original.flatten(1), ord=2)
+        torch.testing.assert_close(layer.weight, by_hand, rtol=1e-3, atol=1e-5)
+
+    config = load_config("daml_plus", "benchmark", ["align.feature.spectral_norm=true"])
+    method = MultiLevelAlignment(config, num_keypoints=16)
+    assert any("parametrizations" in name for name, _ in method.discriminator.named_parameters())

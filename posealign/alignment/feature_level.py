@@ -50,16 +50,32 @@ def grl_coefficient(schedule: str, progress: float, base: float = 1.0, warmup: f
 class DomainDiscriminator(nn.Module):
     """Per-pixel discriminator of the released code: conv3x3 C->256, LReLU(0.2), 256->128, LReLU,
     128->128, LReLU, 128->1 logits. ``stride`` > 1 average-pools the features first (the ``fast``
-    preset: a quarter of the pixels at stride 2)."""
+    preset: a quarter of the pixels at stride 2).
 
-    def __init__(self, in_channels: int, channels: tuple[int, ...] = (256, 128, 128), stride: int = 1) -> None:
+    ``spectral_norm`` (ours, ``align.feature.spectral_norm``; Miyato et al. 2018) divides each
+    convolution's weight by its largest singular value (one power iteration per training forward), so
+    the discriminator is 1-Lipschitz up to the activations: it cannot separate the domains by a steep
+    boundary, and the gradient it reverses into the student stays bounded."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: tuple[int, ...] = (256, 128, 128),
+        stride: int = 1,
+        spectral_norm: bool = False,
+    ) -> None:
         super().__init__()
+
+        def conv(inputs: int, outputs: int) -> nn.Conv2d:
+            layer = nn.Conv2d(inputs, outputs, 3, padding=1)
+            return nn.utils.parametrizations.spectral_norm(layer) if spectral_norm else layer
+
         layers: list[nn.Module] = []
         previous = in_channels
         for width in channels:
-            layers += [nn.Conv2d(previous, width, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [conv(previous, width), nn.LeakyReLU(0.2, inplace=True)]
             previous = width
-        layers.append(nn.Conv2d(previous, 1, 3, padding=1))
+        layers.append(conv(previous, 1))
         self.net = nn.Sequential(*layers)
         self.stride = stride
 
