@@ -57,9 +57,8 @@ def entropy(probabilities: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def axis_entropy_fractions(heatmaps: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean entropy of the H and of the W distributions over all maps, as fractions of log H and log W."""
-    _, _, height, width = heatmaps.shape
-    p_h, p_w = axis_distributions(heatmaps.float(), temperature)
-    return entropy(p_h).mean() / math.log(height), entropy(p_w).mean() / math.log(width)
+    (e_h, log_h), (e_w, log_w) = confidence_entropies(heatmaps.float(), temperature, "axes")
+    return e_h.mean() / log_h, e_w.mean() / log_w
 
 
 @torch.no_grad()

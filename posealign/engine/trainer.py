@@ -184,7 +184,7 @@ def start_adaptation(training: TrainingState, data: RunData, log: MetricsLog, st
     """The teacher starts as the pretrained student; a calibrated pose temperature is set and noted;
     the student's lr restarts at ``optim.adapt_lr`` when one is set."""
     method = training.method
-    adapt_lr = _adapt_lr(training.config)
+    adapt_lr = _optim_number(training.config, "adapt_lr")
     if adapt_lr is not None:
         # After the stage-1 cache was written, so runs that differ only here share their stage 1. The
         # schedule is chainable: milestones still to come multiply this lr by gamma.
@@ -299,7 +299,7 @@ def optimization_step(
             f"{checkpoint_path(training.checkpoint_dir, step)}: training diverged ({error}); this checkpoint holds "
             "the last good step, lower optim.lr or check the data"
         ) from None
-    grad_clip = _adapt_grad_clip(config) if stage == "adapt" else None
+    grad_clip = _optim_number(config, "adapt_grad_clip") if stage == "adapt" else None
     if grad_clip is not None:
         # On the true gradient: under fp16 the scaler's factor comes off first (its step then skips
         # the unscaling, and still skips the step when a gradient is not finite).
@@ -377,20 +377,15 @@ def _announce(config: DictConfig, context: DistributedContext) -> str:
     return message
 
 
-def _adapt_lr(config: DictConfig) -> float | None:
-    """``optim.adapt_lr`` as a number (YAML keeps 1e-4, without a dot, as a string), None when unset."""
-    value = config.optim.get("adapt_lr")
-    return None if value is None else float(value)
-
-
-def _adapt_grad_clip(config: DictConfig) -> float | None:
-    """``optim.adapt_grad_clip`` as a number, None when unset (as :func:`_adapt_lr` reads it)."""
-    value = config.optim.get("adapt_grad_clip")
+def _optim_number(config: DictConfig, key: str) -> float | None:
+    """A nullable ``optim`` setting (``adapt_lr``, ``adapt_grad_clip``) as a number (YAML keeps 1e-4,
+    without a dot, as a string), None when unset."""
+    value = config.optim.get(key)
     return None if value is None else float(value)
 
 
 def _adapt_lr_words(config: DictConfig) -> str:
-    adapt_lr = _adapt_lr(config)
+    adapt_lr = _optim_number(config, "adapt_lr")
     return f" (stage 2 from {adapt_lr:g})" if adapt_lr is not None and adapts(config) else ""
 
 
