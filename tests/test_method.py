@@ -594,6 +594,21 @@ def test_feature_level_on_the_backbone_pushes_the_backbone_and_not_the_deconvolu
     assert features.shape == (2, built.student.backbone_channels, 4, 4)
 
 
+def test_per_domain_forward_is_the_release_s_two_calls():
+    """``domains=2`` (student_batchnorm per_domain): heatmaps, features and every BatchNorm's running
+    statistics as the released code's student(x_s) then student(x_t), in one call."""
+    torch.manual_seed(0)
+    joined = MultiLevelAlignment(load_config("mt_image_feature", "benchmark", TINY), NUM_KEYPOINTS).student.train()
+    separate = copy.deepcopy(joined)
+    source, target = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    heatmaps, features = joined(torch.cat([source, target]), domains=2)
+    parts = [separate(source), separate(target)]
+    torch.testing.assert_close(heatmaps, torch.cat([parts[0][0], parts[1][0]]))
+    torch.testing.assert_close(features, torch.cat([parts[0][1], parts[1][1]]))
+    for (name, mine), theirs in zip(joined.state_dict().items(), separate.state_dict().values(), strict=True):
+        torch.testing.assert_close(mine, theirs, msg=name)
+
+
 @pytest.mark.parametrize(("preset", "stage"), [("source_only", "pretrain"), ("daml", "adapt")])
 def test_non_finite_loss_raises_naming_the_term_and_step(preset, stage):
     method = _method(preset)
