@@ -66,6 +66,9 @@ def _check_counts(config: DictConfig) -> None:
         number = _as_float(value)
         if value is not None and (number is None or number <= 0):
             raise UserError(f"optim.{key}={value}: must be a positive {what} (or null)")
+    cap = config.align.feature.get("reversal_cap")
+    if cap is not None and (_as_float(cap) or 0.0) <= 0:
+        raise UserError(f"align.feature.reversal_cap={cap}: must be a positive ratio (or null)")
     if int(config.train.pretrain_steps) + int(config.train.adapt_steps) == 0:
         raise UserError("train.pretrain_steps and train.adapt_steps are both 0: nothing to train")
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.profiler import record_function
 
-from posealign.alignment.feature_level import DomainDiscriminator, grl_coefficient
+from posealign.alignment.feature_level import DomainDiscriminator, ReversalCap, grl_coefficient
 from posealign.alignment.image_level import StyleTransfer, build_style_transfer, stylize_source_batch
 from posealign.alignment.pose_level import calibrate_temperature
 from posealign.augmentation import BatchAugmenter, ViewAugmentation
@@ -79,6 +79,7 @@ class MultiLevelAlignment(nn.Module):
         self.student: SimpleBaseline = build_pose_model(config.model, num_keypoints)
         self.teacher: SimpleBaseline | None = make_teacher(self.student) if config.mean_teacher.enabled else None
         self.discriminator: DomainDiscriminator | None = None
+        self.reversal_cap: ReversalCap | None = None
         if config.mean_teacher.enabled and config.align.feature.enabled:
             feature = config.align.feature
             in_channels = (
@@ -90,6 +91,8 @@ class MultiLevelAlignment(nn.Module):
                 stride=int(feature.stride),
                 spectral_norm=bool(feature.spectral_norm),
             )
+            if feature.get("reversal_cap") is not None:
+                self.reversal_cap = ReversalCap(float(feature.reversal_cap))
         needs_style = config.align.image.enabled and (config.mean_teacher.enabled or config.train.pretrain_image_level)
         self.style_transfer: StyleTransfer | None = _style_transfer(config.align.image) if needs_style else None
         self.style_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -213,12 +216,22 @@ class MultiLevelAlignment(nn.Module):
         """
         with autocast or nullcontext():
             total, logged = self.forward_losses(labeled, target, stage, progress, step)
+        weights = {"loss_sup": 1.0, **self.loss_weights()}
+        if self.reversal_cap is not None and "loss_adv" in logged:
+            # Under torchrun each rank caps its own reversed gradient against its own L_sup's.
+            with _region("reversal_cap"):
+                logged.update(
+                    self.reversal_cap.measure(
+                        logged["loss_sup"],
+                        weights["loss_adv"] * logged["loss_adv"],
+                        shared_parameters(unwrap_model(self.student)),
+                        _loss_scale(scaler),
+                    )
+                )
         if diagnose and stage == "adapt" and self.teacher is not None:
             with _region("diagnostics"):
-                weights = {"loss_sup": 1.0, **self.loss_weights()}
                 terms = {name: weights[name] * logged[name] for name in _TERMS if name in logged}
-                scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
-                logged.update(gradient_norms(terms, shared_parameters(unwrap_model(self.student)), scale))
+                logged.update(gradient_norms(terms, shared_parameters(unwrap_model(self.student)), _loss_scale(scaler)))
         with _region("backward"):
             (scaler.scale(total) if scaler is not None else total).backward()
         # Detached tensors, read on the host only for the steps that are logged (:func:`to_floats`):
@@ -271,7 +284,11 @@ class MultiLevelAlignment(nn.Module):
         if self.discriminator is not None:
             with _region("discriminator_forward"):
                 losses["loss_adv"], logits = adversarial_loss(
-                    self.discriminator, features[:batch], features[batch:], self.grl_coefficient(progress)
+                    self.discriminator,
+                    features[:batch],
+                    features[batch:],
+                    self.grl_coefficient(progress),
+                    self.reversal_cap,
                 )
         if pose.enabled:
             with _region("losses"):
@@ -350,6 +367,12 @@ class MultiLevelAlignment(nn.Module):
 
 # The weighted terms of eq. 8 whose gradients the diagnostics measure, in the order they are logged.
 _TERMS = ("loss_sup", "loss_cons", "loss_adv", "loss_im")
+
+
+def _loss_scale(scaler) -> float:
+    """The fp16 loss scale the step's backward carries (1 without one). A host sync: read only on
+    the steps that need it (diagnostics, the reversal cap)."""
+    return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
 
 
 def _region(name: str) -> record_function:

@@ -158,6 +158,9 @@ DIAGNOSTIC_PANELS = (
         ("discriminator_accuracy_source", "discriminator_accuracy_target"),
         False,
     ),
+    # Only with align.feature.reversal_cap: the uncapped reversed gradient over L_sup's, and the
+    # factor the cap applied (1: not capped).
+    ("feature level: reversal cap", "ratio / factor", ("reversal_ratio", "reversal_factor"), True),
 )
 _LINE_STYLES = ("-", "--", ":")
 
@@ -185,6 +188,7 @@ def _alignment_diagnostics(runs: list[dict], path: Path) -> bool:
                         name.replace("grad_loss_", "")
                         .replace("im_entropy_", "E_")
                         .replace("discriminator_accuracy_", "")
+                        .replace("reversal_", "")
                     )
                     axis.plot(steps, values, color=f"C{index}", linestyle=style, label=f"{run['name']}: {short}")
         if log_scale and any(y > 0 for line in axis.get_lines() for y in line.get_ydata()):

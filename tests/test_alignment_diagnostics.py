@@ -182,6 +182,7 @@ def test_new_presets_change_only_what_they_say():
     assert pose_row.align.feature.enabled is False and pose_row.align.pose.calibrate_temperature_to == 0.7
     feature_row = load_config("mt_image_feature_joint", "benchmark")
     assert feature_row.align.pose.enabled is False and feature_row.align.feature.lr == 1.0e-3
+    assert feature_row.align.feature.reversal_cap == 3.0 and daml.align.feature.reversal_cap is None
 
 
 def test_grl_warmup_holds_lambda_at_zero_then_runs_the_schedule_over_the_rest():
@@ -217,3 +218,37 @@ def test_spectral_norm_divides_each_discriminator_convolution_by_its_largest_sin
     config = load_config("daml_plus", "benchmark", ["align.feature.spectral_norm=true"])
     method = MultiLevelAlignment(config, num_keypoints=16)
     assert any("parametrizations" in name for name, _ in method.discriminator.named_parameters())
+
+
+@pytest.mark.parametrize("ratio", [0.1, 50.0])
+def test_reversal_cap_scales_what_the_reversal_sends_by_hand(ratio):
+    """theta -> f = theta * x; L_sup = sum(v f) and l_adv L_adv = l sum(w R(f)): by hand the two
+    gradients at theta are x v and -lambda l x w; the cap sets factor = min(1, ratio |x v| /
+    |lambda l x w|) and the step's gradient is x v - factor lambda l x w."""
+    from posealign.alignment.feature_level import ReversalCap, reverse_gradient
+
+    generator = torch.Generator().manual_seed(5)
+    theta = nn.Parameter(torch.randn(12, generator=generator))
+    x, v, w = (torch.randn(12, generator=generator) for _ in range(3))
+    coefficient, weight = 0.7, 0.2
+    cap = ReversalCap(ratio)
+    features = theta * x
+    loss_sup = (v * features).sum()
+    weighted_adv = weight * (w * reverse_gradient(features, coefficient, cap)).sum()
+    logged = cap.measure(loss_sup, weighted_adv, [theta])
+    (grad,) = torch.autograd.grad(loss_sup + weighted_adv, theta)
+
+    sup_by_hand, adv_by_hand = x * v, -coefficient * weight * x * w
+    uncapped_ratio = float(adv_by_hand.norm() / sup_by_hand.norm())
+    factor = min(1.0, ratio / uncapped_ratio)
+    assert float(logged["reversal_ratio"]) == pytest.approx(uncapped_ratio, rel=1e-5)
+    assert float(logged["reversal_factor"]) == pytest.approx(factor, rel=1e-5)
+    torch.testing.assert_close(grad, sup_by_hand + factor * adv_by_hand)
+    assert (factor < 1.0) == (ratio == 0.1)
+
+
+@pytest.mark.parametrize("value", ["0", "-1.0", "abc"])
+def test_a_reversal_cap_that_is_not_a_positive_ratio_is_a_one_line_error(value):
+    config = load_config("daml_plus", "benchmark", [f"align.feature.reversal_cap={value}"])
+    with pytest.raises(UserError, match="align.feature.reversal_cap"):
+        check_values(config, check_roots=False)

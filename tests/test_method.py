@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posealign.alignment.feature_level import DomainDiscriminator, grl_coefficient, reverse_gradient
+from posealign.alignment.feature_level import DomainDiscriminator, ReversalCap, grl_coefficient, reverse_gradient
 from posealign.augmentation import BatchAugmenter, ViewAugmentation, sample_affine_matrices
 from posealign.config import load_config
 from posealign.data.batch import Batch
+from posealign.diagnostics import shared_parameters
 from posealign.heatmaps import render_gaussian_heatmaps
 from posealign.losses.adversarial import adversarial_loss
 from posealign.losses.consistency import consistency_loss
@@ -607,6 +608,49 @@ def test_per_domain_forward_is_the_release_s_two_calls():
     torch.testing.assert_close(features, torch.cat([parts[0][1], parts[1][1]]))
     for (name, mine), theirs in zip(joined.state_dict().items(), separate.state_dict().values(), strict=True):
         torch.testing.assert_close(mine, theirs, msg=name)
+
+
+def test_reversal_cap_scales_the_students_adversarial_gradient_and_not_the_discriminators():
+    """``align.feature.reversal_cap``, the same draws each run: the student's gradient is that of
+    l_adv = 0 plus factor x the adversarial part, factor = min(1, r / (|adv| / |sup|)) over the
+    shared layers; the discriminator's gradient is the uncapped run's."""
+
+    def step(adv_weight: float, consistency_weight: float, cap: float | None):
+        method = _method("mt_image_feature")
+        method.config.align.feature.weight = adv_weight
+        method.config.mean_teacher.consistency_weight = consistency_weight
+        method.reversal_cap = None if cap is None else ReversalCap(cap)
+        torch.manual_seed(1)
+        logs = to_floats(
+            method.forward_backward(_random_batch(32, seed=1), _random_batch(32, seed=2), "adapt", 0.5, step=1)
+        )
+        shared = {id(p) for p in shared_parameters(method.student)}
+        student = [(id(p) in shared, p.grad.clone()) for p in method.student.parameters()]
+        return student, [p.grad.clone() for p in method.discriminator.parameters()], logs
+
+    consistency = _built("mt_image_feature").config.mean_teacher.consistency_weight
+    full, full_discriminator, _ = step(0.1, consistency, None)
+    rest, _, _ = step(0.0, consistency, None)
+    supervised, _, _ = step(0.0, 0.0, None)
+    adversarial = [(is_shared, g_full - g_rest) for (is_shared, g_full), (_, g_rest) in zip(full, rest, strict=True)]
+
+    def shared_norm(grads):
+        return torch.stack([g.pow(2).sum() for is_shared, g in grads if is_shared]).sum().sqrt()
+
+    ratio_by_hand = float(shared_norm(adversarial) / shared_norm(supervised))
+    capped, capped_discriminator, logs = step(0.1, consistency, ratio_by_hand / 2)
+    assert logs["reversal_ratio"] == pytest.approx(ratio_by_hand, rel=1e-3)
+    assert logs["reversal_factor"] == pytest.approx(0.5, rel=1e-3)
+    for (_, g_capped), (_, g_rest), (_, g_adv) in zip(capped, rest, adversarial, strict=True):
+        torch.testing.assert_close(g_capped, g_rest + logs["reversal_factor"] * g_adv, rtol=1e-4, atol=1e-9)
+    for mine, uncapped in zip(capped_discriminator, full_discriminator, strict=True):
+        torch.testing.assert_close(mine, uncapped)
+    wide, _, logs = step(0.1, consistency, 1e6)
+    assert logs["reversal_factor"] == 1.0
+    for (_, g_wide), (_, g_full) in zip(wide, full, strict=True):
+        torch.testing.assert_close(g_wide, g_full)
+    built = MultiLevelAlignment(load_config("daml_plus", "benchmark", [*TINY, "align.feature.reversal_cap=3.0"]), 4)
+    assert built.reversal_cap.ratio == 3.0 and _built("daml").reversal_cap is None
 
 
 @pytest.mark.parametrize(("preset", "stage"), [("source_only", "pretrain"), ("daml", "adapt")])
