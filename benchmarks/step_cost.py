@@ -33,6 +33,7 @@ NETWORK_REGIONS = {
     "student_forward",
     "discriminator_forward",
     "backward",
+    "reversal_cap",  # align.feature.reversal_cap: two backward passes through the student
     "image_level",
     "optimizer",
 }
