@@ -219,13 +219,13 @@ class MultiLevelAlignment(nn.Module):
         weights = {"loss_sup": 1.0, **self.loss_weights()}
         if self.reversal_cap is not None and "loss_adv" in logged:
             # Under torchrun each rank caps its own reversed gradient against its own L_sup's.
+            scaled = scaler.scale if scaler is not None else (lambda term: term)
             with _region("reversal_cap"):
                 logged.update(
                     self.reversal_cap.measure(
-                        logged["loss_sup"],
-                        weights["loss_adv"] * logged["loss_adv"],
+                        scaled(logged["loss_sup"]),
+                        scaled(weights["loss_adv"] * logged["loss_adv"]),
                         shared_parameters(unwrap_model(self.student)),
-                        _loss_scale(scaler),
                     )
                 )
         if diagnose and stage == "adapt" and self.teacher is not None:
@@ -371,7 +371,7 @@ _TERMS = ("loss_sup", "loss_cons", "loss_adv", "loss_im")
 
 def _loss_scale(scaler) -> float:
     """The fp16 loss scale the step's backward carries (1 without one). A host sync: read only on
-    the steps that need it (diagnostics, the reversal cap)."""
+    the steps that need it (the diagnostics' logged steps)."""
     return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
 
 

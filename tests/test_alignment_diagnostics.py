@@ -220,11 +220,12 @@ def test_spectral_norm_divides_each_discriminator_convolution_by_its_largest_sin
     assert any("parametrizations" in name for name, _ in method.discriminator.named_parameters())
 
 
-@pytest.mark.parametrize("ratio", [0.1, 50.0])
-def test_reversal_cap_scales_what_the_reversal_sends_by_hand(ratio):
+@pytest.mark.parametrize(("ratio", "loss_scale"), [(0.1, 1.0), (50.0, 1.0), (0.1, 1024.0)])
+def test_reversal_cap_scales_what_the_reversal_sends_by_hand(ratio, loss_scale):
     """theta -> f = theta * x; L_sup = sum(v f) and l_adv L_adv = l sum(w R(f)): by hand the two
     gradients at theta are x v and -lambda l x w; the cap sets factor = min(1, ratio |x v| /
-    |lambda l x w|) and the step's gradient is x v - factor lambda l x w."""
+    |lambda l x w|) and the step's gradient is x v - factor lambda l x w. Under an fp16 loss scale S
+    both terms carry S and the factor is the same."""
     from posealign.alignment.feature_level import ReversalCap, reverse_gradient
 
     generator = torch.Generator().manual_seed(5)
@@ -235,7 +236,7 @@ def test_reversal_cap_scales_what_the_reversal_sends_by_hand(ratio):
     features = theta * x
     loss_sup = (v * features).sum()
     weighted_adv = weight * (w * reverse_gradient(features, coefficient, cap)).sum()
-    logged = cap.measure(loss_sup, weighted_adv, [theta])
+    logged = cap.measure(loss_scale * loss_sup, loss_scale * weighted_adv, [theta])
     (grad,) = torch.autograd.grad(loss_sup + weighted_adv, theta)
 
     sup_by_hand, adv_by_hand = x * v, -coefficient * weight * x * w

@@ -33,20 +33,17 @@ class ReversalCap:
         self.factor: torch.Tensor | None = None  # None: the reversal passes its gradient unscaled
 
     def measure(
-        self,
-        loss_sup: torch.Tensor,
-        weighted_adv: torch.Tensor,
-        parameters: list[nn.Parameter],
-        loss_scale: float = 1.0,
+        self, loss_sup: torch.Tensor, weighted_adv: torch.Tensor, parameters: list[nn.Parameter]
     ) -> dict[str, torch.Tensor]:
         """Sets :attr:`factor` = min(1, ratio x |dL_sup/dtheta| / |d(l_adv L_adv)/dtheta|) over
         ``parameters`` (the student's shared ones), and returns both numbers to log:
         ``reversal_ratio`` (the uncapped norm over L_sup's) and ``reversal_factor``.
-        ``loss_scale``: the fp16 loss scale (:func:`posealign.diagnostics.gradient_norms`)."""
+        Under fp16 pass both terms times the loss scale (``scaler.scale``): the ratio does not change,
+        their gradients do not underflow, and the scale is never read on the host."""
         from posealign.diagnostics import gradient_norms
 
         self.factor = None  # measure what the reversal sends uncapped
-        norms = gradient_norms({"sup": loss_sup, "adv": weighted_adv}, parameters, loss_scale)
+        norms = gradient_norms({"sup": loss_sup, "adv": weighted_adv}, parameters)
         ratio = norms["grad_adv"] / norms["grad_sup"].clamp(min=1e-30)
         self.factor = (self.ratio / ratio.clamp(min=1e-30)).clamp(max=1.0)
         return {"reversal_ratio": ratio, "reversal_factor": self.factor}
