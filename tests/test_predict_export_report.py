@@ -201,3 +201,25 @@ def test_eval_of_an_imagenet_run_loads_no_imagenet_weights(runs, tmp_path, monke
     assert main(["eval", str(checkpoint), "--device", "cpu"]) == 0
     trained = json.loads((runs["source_only"] / "results.json").read_text())
     assert json.loads(capsys.readouterr().out)["target"]["pck"] == trained["target"]["pck"]
+
+
+def test_alignment_diagnostics_plots_the_reversal_cap_only_for_runs_that_logged_it(tmp_path):
+    """One panel per kind of diagnostic a run logged: the cap's ratio and factor add their own."""
+    from posealign.report import _alignment_diagnostics
+
+    def run(with_cap: bool) -> dict:
+        rows = []
+        for step in (20, 40, 60):
+            row = {"kind": "train", "stage": "adapt", "step": step, "grad_loss_sup": 1.0, "grad_loss_adv": 2.5}
+            if with_cap:
+                row.update(reversal_ratio=5.0, reversal_factor=0.6)
+            rows.append(row)
+        return {"name": "feature row", "metrics": rows}
+
+    widths = {}
+    for with_cap in (False, True):
+        path = tmp_path / f"diagnostics_{with_cap}.png"
+        assert _alignment_diagnostics([run(with_cap)], path)
+        with Image.open(path) as image:
+            widths[with_cap] = image.width
+    assert widths[True] == pytest.approx(2 * widths[False], rel=0.02)  # two panels against one
