@@ -61,14 +61,16 @@ def _check_counts(config: DictConfig) -> None:
         section, name = key.split(".")
         if float(config[section][name]) <= 0:
             raise UserError(f"{key}={config[section][name]}: must be positive")
-    for key, what in (("adapt_lr", "learning rate"), ("adapt_grad_clip", "gradient norm")):
-        value = config.optim.get(key)
+    nullable_positive = (
+        ("optim.adapt_lr", "learning rate"),
+        ("optim.adapt_grad_clip", "gradient norm"),
+        ("align.feature.reversal_cap", "ratio"),
+    )
+    for key, what in nullable_positive:
+        value = OmegaConf.select(config, key)
         number = _as_float(value)
         if value is not None and (number is None or number <= 0):
-            raise UserError(f"optim.{key}={value}: must be a positive {what} (or null)")
-    cap = config.align.feature.get("reversal_cap")
-    if cap is not None and (_as_float(cap) or 0.0) <= 0:
-        raise UserError(f"align.feature.reversal_cap={cap}: must be a positive ratio (or null)")
+            raise UserError(f"{key}={value}: must be a positive {what} (or null)")
     if int(config.train.pretrain_steps) + int(config.train.adapt_steps) == 0:
         raise UserError("train.pretrain_steps and train.adapt_steps are both 0: nothing to train")
 

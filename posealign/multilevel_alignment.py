@@ -231,7 +231,9 @@ class MultiLevelAlignment(nn.Module):
         if diagnose and stage == "adapt" and self.teacher is not None:
             with _region("diagnostics"):
                 terms = {name: weights[name] * logged[name] for name in _TERMS if name in logged}
-                logged.update(gradient_norms(terms, shared_parameters(unwrap_model(self.student)), _loss_scale(scaler)))
+                # Absolute norms, so the fp16 scale is read (a host sync, on these logged steps only).
+                scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+                logged.update(gradient_norms(terms, shared_parameters(unwrap_model(self.student)), scale))
         with _region("backward"):
             (scaler.scale(total) if scaler is not None else total).backward()
         # Detached tensors, read on the host only for the steps that are logged (:func:`to_floats`):
@@ -367,12 +369,6 @@ class MultiLevelAlignment(nn.Module):
 
 # The weighted terms of eq. 8 whose gradients the diagnostics measure, in the order they are logged.
 _TERMS = ("loss_sup", "loss_cons", "loss_adv", "loss_im")
-
-
-def _loss_scale(scaler) -> float:
-    """The fp16 loss scale the step's backward carries (1 without one). A host sync: read only on
-    the steps that need it (the diagnostics' logged steps)."""
-    return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
 
 
 def _region(name: str) -> record_function:

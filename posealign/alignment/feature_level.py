@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from posealign.diagnostics import gradient_norms
+
 
 class ReversalCap:
     """``align.feature.reversal_cap`` (ours): the gradient the reversal sends into the student's
@@ -40,8 +42,6 @@ class ReversalCap:
         ``reversal_ratio`` (the uncapped norm over L_sup's) and ``reversal_factor``.
         Under fp16 pass both terms times the loss scale (``scaler.scale``): the ratio does not change,
         their gradients do not underflow, and the scale is never read on the host."""
-        from posealign.diagnostics import gradient_norms
-
         self.factor = None  # measure what the reversal sends uncapped
         norms = gradient_norms({"sup": loss_sup, "adv": weighted_adv}, parameters)
         ratio = norms["grad_adv"] / norms["grad_sup"].clamp(min=1e-30)
