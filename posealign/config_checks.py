@@ -114,6 +114,8 @@ def _check_method_choices(config: DictConfig) -> None:
         raise UserError(f"align.feature.warmup={config.align.feature.warmup}: must be a fraction in [0, 1)")
     if float(config.align.pose.temperature) <= 0:
         raise UserError(f"align.pose.temperature={config.align.pose.temperature}: must be positive")
+    if float(config.align.pose.diversity_weight) < 0:
+        raise UserError(f"align.pose.diversity_weight={config.align.pose.diversity_weight}: must be 0 or more")
     image = config.align.image
     if image.enabled:
         require_style_weights(OmegaConf.to_container(image, resolve=True))

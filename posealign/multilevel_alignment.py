@@ -295,7 +295,12 @@ class MultiLevelAlignment(nn.Module):
         if pose.enabled:
             with _region("losses"):
                 losses["loss_im"] = information_maximization_loss(
-                    student_common, pose.variant, float(pose.gate_threshold), self.pose_temperature, pose.distribution
+                    student_common,
+                    pose.variant,
+                    float(pose.gate_threshold),
+                    self.pose_temperature,
+                    pose.distribution,
+                    float(pose.diversity_weight),
                 )
         with _region("losses"):
             total = _weighted_sum(losses, self.loss_weights())

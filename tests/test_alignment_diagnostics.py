@@ -84,6 +84,38 @@ def test_im_on_whole_maps_replaces_the_two_axis_entropies_by_the_map_entropy():
         information_maximization_loss(maps, "paper", threshold, tau, distribution="pixels")
 
 
+def test_the_diversity_weight_scales_e_m_only():
+    torch.manual_seed(3)
+    maps = torch.rand(3, 2, 5, 4, dtype=torch.float64)
+    tau, threshold, beta = 0.05, 0.6, 0.25
+
+    def entropy(p):
+        return -(p * p.log()).sum(-1)
+
+    # The paper variant by hand: gated E_h / log H + E_w / log W - beta E_m / log HW, times tau.
+    gate = (maps.amax(dim=(2, 3)) > threshold).double()
+    e_h = (entropy(torch.softmax(maps.mean(3) / tau, -1)) * gate).sum() / gate.sum() / math.log(5)
+    e_w = (entropy(torch.softmax(maps.mean(2) / tau, -1)) * gate).sum() / gate.sum() / math.log(4)
+    mean_map = (maps * gate[:, :, None, None]).sum(0) / gate.sum(0).clamp(min=1)[:, None, None]
+    present = (gate.sum(0) > 0).double()
+    e_m = (entropy(torch.softmax(mean_map.flatten(1) / tau, -1)) * present).sum() / present.sum() / math.log(20)
+    got = information_maximization_loss(maps, "paper", threshold, tau, diversity_weight=beta)
+    torch.testing.assert_close(got, tau * (e_h + e_w - beta * e_m))
+    # The release variant: (E_h + E_w - beta E_m) / (H W), every keypoint.
+    p_h, p_w = torch.softmax(maps.mean(3) / tau, -1), torch.softmax(maps.mean(2) / tau, -1)
+    p_m = torch.softmax(maps.mean(0).flatten(1) / tau, -1)
+    by_hand = tau * (entropy(p_h).mean() + entropy(p_w).mean() - beta * entropy(p_m).mean()) / 20
+    torch.testing.assert_close(
+        information_maximization_loss(maps, "release", temperature=tau, diversity_weight=beta), by_hand
+    )
+    # 1, the default, is eq. 7 bit for bit.
+    for variant in ("paper", "release"):
+        assert torch.equal(
+            information_maximization_loss(maps, variant, threshold, tau, diversity_weight=1.0),
+            information_maximization_loss(maps, variant, threshold, tau),
+        )
+
+
 def test_the_gradient_that_vanishes_at_tau_1_is_there_at_a_calibrated_tau():
     # Gaussian-like maps with peaks below 1, as a pose network predicts them.
     ys, xs = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
@@ -162,6 +194,12 @@ def test_a_term_without_a_graph_is_skipped():
 def test_calibration_fraction_outside_zero_one_is_a_one_line_error(value):
     config = load_config("daml_plus", "benchmark", [f"align.pose.calibrate_temperature_to={value}"])
     with pytest.raises(UserError, match="calibrate_temperature_to"):
+        check_values(config, check_roots=False)
+
+
+def test_a_negative_diversity_weight_is_a_one_line_error():
+    config = load_config("daml_plus", "benchmark", ["align.pose.diversity_weight=-0.5"])
+    with pytest.raises(UserError, match="align.pose.diversity_weight=-0.5: must be 0 or more"):
         check_values(config, check_roots=False)
 
 

@@ -5,7 +5,8 @@ keypoint confident); E_m: entropy of softmax_HW of the batch-mean heatmap of eac
 over keypoints (maximised: predictions diverse over the batch). Two variants (METHOD.md, step 4):
 the paper's (gated, log-normalised) and the released code's (ungated, divided by H*W).
 With ``distribution="map"`` (ours) the confidence term is one entropy, E_hw of softmax_HW of each
-heatmap, in place of E_h + E_w: L_IM = E_hw - E_m.
+heatmap, in place of E_h + E_w: L_IM = E_hw - E_m. With ``diversity_weight`` beta (ours; 1 is the
+paper and the release) the diversity term is weighed: L_IM = E_h + E_w - beta E_m.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def information_maximization_loss(
     gate_threshold: float = 0.5,
     temperature: float = 1.0,
     distribution: str = "axes",
+    diversity_weight: float = 1.0,
 ) -> torch.Tensor:
     """L_IM on the student's target heatmaps (B, K, H, W) in the common frame; ``variant`` picks
     :func:`information_maximization_paper` or :func:`information_maximization_release`.
@@ -30,18 +32,25 @@ def information_maximization_loss(
     The loss is multiplied by tau: the gradient of an entropy of softmax(x / tau) with respect to x
     grows as 1 / tau, and the factor keeps l_im's scale whatever tau the calibration picks (as
     distillation multiplies its softened loss by T^2). At tau = 1 nothing changes.
-    ``distribution``: ``axes`` (eq. 6) or ``map`` (:func:`posealign.alignment.pose_level.confidence_entropies`)."""
+    ``distribution``: ``axes`` (eq. 6) or ``map`` (:func:`posealign.alignment.pose_level.confidence_entropies`).
+    ``diversity_weight``: beta, the weight of E_m against the confidence term (1: eq. 7)."""
     if variant == "paper":
-        return temperature * information_maximization_paper(heatmaps, gate_threshold, temperature, distribution)
+        return temperature * information_maximization_paper(
+            heatmaps, gate_threshold, temperature, distribution, diversity_weight
+        )
     if variant == "release":
-        return temperature * information_maximization_release(heatmaps, temperature, distribution)
+        return temperature * information_maximization_release(heatmaps, temperature, distribution, diversity_weight)
     raise ValueError(f"align.pose.variant must be 'paper' or 'release', not {variant!r}")
 
 
 def information_maximization_paper(
-    heatmaps: torch.Tensor, gate_threshold: float = 0.5, temperature: float = 1.0, distribution: str = "axes"
+    heatmaps: torch.Tensor,
+    gate_threshold: float = 0.5,
+    temperature: float = 1.0,
+    distribution: str = "axes",
+    diversity_weight: float = 1.0,
 ) -> torch.Tensor:
-    """L_IM = E_h / log H + E_w / log W - E_m / log HW over the confident keypoints only.
+    """L_IM = E_h / log H + E_w / log W - beta E_m / log HW over the confident keypoints only.
 
     A keypoint (b, k) enters when its peak exceeds ``gate_threshold``; E_h, E_w average over those,
     and E_m's mean map of keypoint k averages only the images where k is confident (keypoints never
@@ -60,15 +69,15 @@ def information_maximization_paper(
     present = (gate.sum(0) > 0).to(heatmaps.dtype)
     p_m = torch.softmax(mean_map.flatten(1) / temperature, dim=1)
     e_m = (entropy(p_m) * present).sum() / present.sum().clamp(min=1.0) / math.log(height * width)
-    return confidence - e_m
+    return confidence - diversity_weight * e_m
 
 
 def information_maximization_release(
-    heatmaps: torch.Tensor, temperature: float = 1.0, distribution: str = "axes"
+    heatmaps: torch.Tensor, temperature: float = 1.0, distribution: str = "axes", diversity_weight: float = 1.0
 ) -> torch.Tensor:
-    """L_IM = (E_h + E_w - E_m) / (H * W), every keypoint of every image, as the released code
+    """L_IM = (E_h + E_w - beta E_m) / (H * W), every keypoint of every image, as the released code
     (E_hw in place of E_h + E_w with ``distribution="map"``)."""
     _, _, height, width = heatmaps.shape
     confidence = sum(values.mean() for values, _ in confidence_entropies(heatmaps, temperature, distribution))
     p_m = torch.softmax(heatmaps.mean(dim=0).flatten(1) / temperature, dim=1)  # (K, H*W)
-    return (confidence - entropy(p_m).mean()) / (height * width)
+    return (confidence - diversity_weight * entropy(p_m).mean()) / (height * width)
