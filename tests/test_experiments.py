@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -155,6 +156,27 @@ def test_ablate_numbers_from_known_runs(tmp_path, capsys, monkeypatch):
     row = next(line for line in validation.splitlines() if line.startswith("source_only "))
     assert row.split()[-3:] == ["26.0", "±", "7.1"]
     assert summary["source_only"]["target_val_per_seed"] == [21.0, 31.0]
+
+
+def test_ablate_from_a_first_seed_runs_those_seeds_only(tmp_path, capsys, monkeypatch):
+    """--first-seed 5 --seeds 2 trains seeds 5 and 6 (in seed5/, seed6/): the held-out seeds on which
+    a setting can be chosen without touching the seeds of the reported table."""
+    seen = []
+
+    def fake_run(preset, task, out, overrides):
+        seed = int(next(o for o in overrides if o.startswith("run.seed=")).split("=")[1])
+        seen.append((preset, seed, Path(out).parent.name))
+        return {"method": preset, "target": {"pck": 10.0 * seed, "groups": {}}}
+
+    monkeypatch.setattr("posealign.experiments.run_preset", fake_run)
+    out = tmp_path / "ablate"
+    argv = ["ablate", "--out", str(out), "--seeds", "2", "--first-seed", "5", "--jobs", "1", "--rows", "mean_teacher"]
+    assert main([*argv, *TINY]) == 0
+    assert sorted(seen) == [("mean_teacher", 5, "seed5"), ("mean_teacher", 6, "seed6")]
+    assert "mean ± std over 2 seed(s) (5-6)" in capsys.readouterr().out
+    assert json.loads((out / "ablation.json").read_text())["mean_teacher"]["per_seed"] == [50.0, 60.0]
+    assert main(["ablate", "--out", str(out), "--first-seed", "-1", *TINY]) == 2
+    assert "error: --first-seed -1: must be 0 or more" in capsys.readouterr().err
 
 
 def test_runs_in_worker_processes_equal_runs_one_after_another(tmp_path):

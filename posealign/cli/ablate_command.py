@@ -34,6 +34,12 @@ def register(subparsers) -> None:
     parser = add_command_parser(subparsers, "ablate", "Table 6: each alignment level, mean ± std over seeds", __doc__)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ..., N-1)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seeds S, ..., S+N-1 instead: to choose settings on training seeds other than the reported ones",
+    )
     parser.add_argument("--task", default="benchmark", help="task preset (default: the built-in benchmark)")
     parser.add_argument("--rows", nargs="+", default=list(ABLATION_ROWS), help="method presets to run")
     add_parallel_arguments(parser, jobs=2)
@@ -63,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     shared = [f"run.pretrain_cache={out / 'pretrain_cache'}", *args.overrides]
     if args.seeds < 1:
         raise UserError(f"--seeds {args.seeds}: must be at least 1")
+    if args.first_seed < 0:
+        raise UserError(f"--first-seed {args.first_seed}: must be 0 or more")
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    over = f"{args.seeds} seed(s)" + (f" ({seeds[0]}-{seeds[-1]})" if args.first_seed else "")
     uses_benchmark = bool(
         config_for("source_only", args.task, [*shared, "run.out=/dev/null"]).data.get("benchmark_root")
     )
@@ -75,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         ensure_benchmark(config_for("source_only", args.task, [*shared, f"run.out={out / 'probe'}"]))
     planned = [
         PlannedRun(row, args.task, out / f"seed{seed}" / row, (*shared, f"run.seed={seed}"))
-        for seed in range(args.seeds)
+        for seed in seeds
         for row in args.rows
     ]
     per_row: dict[str, list[dict]] = {}
@@ -86,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     means, spreads = {}, {}
     for method, results in per_row.items():
         means[method], spreads[method] = mean_and_spread(results, groups)
-    print(f"\nTarget PCK@0.05, mean ± std over {args.seeds} seed(s):")
+    print(f"\nTarget PCK@0.05, mean ± std over {over}:")
     print(format_table(means, groups, "target", spreads))
     shares = gap_closed(means)  # of the means over seeds
     if shares:
@@ -96,9 +106,7 @@ def run(args: argparse.Namespace) -> int:
         val_means, val_spreads = {}, {}
         for method, results in validation.items():
             val_means[method], val_spreads[method] = mean_and_spread(results, groups, "target_val")
-        print(
-            f"\nTarget validation split (target_val: for choosing settings, never reported), over {args.seeds} seed(s):"
-        )
+        print(f"\nTarget validation split (target_val: for choosing settings, never reported), over {over}:")
         print(format_table(val_means, groups, "target_val", val_spreads))
     summary = {
         method: {
