@@ -218,6 +218,7 @@ def test_new_presets_change_only_what_they_say():
     assert plus.align.feature.weight == daml.align.feature.weight == 0.02  # the benchmark task's l_adv
     pose_row = load_config("mt_image_pose_tau", "benchmark")
     assert pose_row.align.feature.enabled is False and pose_row.align.pose.calibrate_temperature_to == 0.7
+    assert pose_row.align.pose.diversity_weight == 0.0 and daml.align.pose.diversity_weight == 1.0
     feature_row = load_config("mt_image_feature_joint", "benchmark")
     assert feature_row.align.pose.enabled is False and feature_row.align.feature.lr == 1.0e-3
     assert feature_row.align.feature.reversal_cap == 3.0 and daml.align.feature.reversal_cap is None
