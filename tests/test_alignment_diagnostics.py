@@ -197,6 +197,30 @@ def test_calibration_fraction_outside_zero_one_is_a_one_line_error(value):
         check_values(config, check_roots=False)
 
 
+def test_the_diversity_term_lowers_peaks_the_batch_shares_where_the_confidence_term_raises_them():
+    # Why the pose row drops E_m (stop 23): keypoints of one batch lie near each other, so the
+    # batch-mean map peaks where the maps do, and raising E_m's entropy lowers that shared peak.
+    torch.manual_seed(4)
+    ys, xs = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    # Four maps peak at one pixel, two elsewhere.
+    centres = torch.tensor([[8.0, 8.0], [8.0, 8.0], [8.0, 8.0], [8.0, 8.0], [3.0, 12.0], [12.0, 3.0]])
+    maps = torch.stack([0.8 * torch.exp(-((xs - x) ** 2 + (ys - y) ** 2) / 4) for x, y in centres])[:, None]
+    maps = (maps + 0.02 * torch.rand_like(maps)).requires_grad_()
+    tau = calibrate_temperature(maps.detach(), 0.7)
+    confidence_only = information_maximization_loss(maps, "paper", 0.5, tau, diversity_weight=0.0)
+    (grad_confidence,) = torch.autograd.grad(confidence_only, maps)
+    (grad_full,) = torch.autograd.grad(information_maximization_loss(maps, "paper", 0.5, tau), maps)
+    grad_diversity = grad_full - grad_confidence  # the gradient of -E_m's part
+    peaks = maps.detach().flatten(1).argmax(1)
+    at_peaks = torch.arange(len(maps))
+    # Descent (minus the gradient) raises every map at its own peak by the confidence term; E_m's
+    # part lowers the shared peak (by more than the confidence term raises it) and raises the others.
+    raise_confidence = -grad_confidence.flatten(1)[at_peaks, peaks]
+    raise_diversity = -grad_diversity.flatten(1)[at_peaks, peaks]
+    assert (raise_confidence > 0).all()
+    assert (raise_diversity[:4] < -raise_confidence[:4]).all() and (raise_diversity[4:] > 0).all()
+
+
 def test_a_negative_diversity_weight_is_a_one_line_error():
     config = load_config("daml_plus", "benchmark", ["align.pose.diversity_weight=-0.5"])
     with pytest.raises(UserError, match="align.pose.diversity_weight=-0.5: must be 0 or more"):
