@@ -237,7 +237,7 @@ def test_new_presets_change_only_what_they_say():
     daml = load_config("daml", "benchmark")
     plus = load_config("daml_plus", "benchmark")
     assert daml.align.pose.temperature == 1.0 and daml.align.pose.calibrate_temperature_to is None
-    assert plus.align.pose.calibrate_temperature_to == 0.5
+    assert plus.align.pose.calibrate_temperature_to == 0.7 and plus.align.pose.diversity_weight == 0.0
     assert plus.mean_teacher.student_batchnorm == "joint" and plus.align.feature.lr == 3.0e-3
     assert plus.align.feature.weight == daml.align.feature.weight == 0.02  # the benchmark task's l_adv
     pose_row = load_config("mt_image_pose_tau", "benchmark")
