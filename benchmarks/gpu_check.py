@@ -64,11 +64,16 @@ def measurements(steps: int, work: Path) -> list[tuple[str, list[str]]]:
     ]  # fmt: skip
 
 
-def run_all(out: Path, budget: float, steps: int) -> list[dict]:
+def run_all(out: Path, budget: float, steps: int, only: list[str] | None = None) -> list[dict]:
     work = Path("/tmp/posealign-gpu-check")
+    planned = dict(measurements(steps, work))
+    unknown = sorted(set(only or []) - set(planned))
+    if unknown:
+        raise SystemExit(f"gpu_check: no measurement named {unknown}; the names are {list(planned)}")
     started = time.monotonic()
     rows = []
-    for name, command in measurements(steps, work):
+    for name in only or planned:
+        command = planned[name]
         left = budget - (time.monotonic() - started)
         if left < 30:
             rows.append({"name": name, "status": "not run (budget)"})
@@ -125,9 +130,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/posealign-gpu-check-out")))
     parser.add_argument("--budget", type=float, default=480.0, help="seconds for every measurement together")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per stage")
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", help="these measurements, in this order (default: all, in priority order)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = run_all(args.out, args.budget, args.steps)
+    rows = run_all(args.out, args.budget, args.steps, args.only)
     summary = table(rows)
     (args.out / "gpu_check.md").write_text(summary + "\n")
     print("\n" + summary)
