@@ -95,6 +95,7 @@ METHOD_CHOICES = {
     "align.image.encoder": ("vgg19", "patch"),
     "align.feature.grl": ("constant", "dann"),
     "align.feature.layer": ("deconv", "backbone"),
+    "align.feature.decide_per": ("pixel", "image"),
     "align.pose.variant": ("paper", "release"),
     "align.pose.distribution": ("axes", "map"),
 }
