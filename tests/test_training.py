@@ -149,6 +149,11 @@ def test_run_writes_config_metrics_checkpoint_and_results(reference_run):
     for domain in ("target", "source"):
         assert 0.0 <= results[domain]["pck"] <= 100.0
         assert {"Sld", "Elb", "Wrist", "Hip", "Knee", "Ankle"} <= set(results[domain]["groups"])
+    # The evaluated network's domain gap on the two test splits' crop means (no label read).
+    gap = results["domain_gap"]
+    assert gap["layer"] == "deconv" and gap["crops"] >= 4 and 0.0 <= gap["probe_accuracy"] <= 1.0
+    assert gap["proxy_a_distance"] == pytest.approx(2 * (2 * gap["probe_accuracy"] - 1))
+    assert "eval_domain_gap" in {r["kind"] for r in records}
 
 
 # ---------------------------------------------------------------- 2, 3. resuming

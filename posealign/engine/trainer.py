@@ -38,6 +38,7 @@ from posealign.engine.stage1_cache import keep_stage1, reuse_stage1, stage1_cach
 from posealign.engine.training_state import TrainingState
 from posealign.errors import UserError
 from posealign.files import atomic_write_json
+from posealign.metrics.domain_gap import domain_gap
 from posealign.multilevel_alignment import MultiLevelAlignment, NonFiniteLossError, to_floats
 
 
@@ -327,13 +328,21 @@ def _logged_step(config: DictConfig, step: int, total_steps: int) -> bool:
 
 def evaluate_final(training: TrainingState, data: RunData, log: MetricsLog, step: int) -> dict:
     """PCK of the teacher (the student when there is none) on every evaluation split, plus the
-    paper's table: one row per split, one column per keypoint group and "All". Main rank only."""
+    paper's table: one row per split, one column per keypoint group and "All", and, where a source
+    and a target split are evaluated, the domain gap of its features
+    (:func:`posealign.metrics.domain_gap.domain_gap`). Main rank only."""
     keypoint_set, device = data.keypoint_set, training.context.device
     model = training.method.evaluation_model()
     results = {}
     for name, dataset in data.eval_sets.items():
         results[name] = evaluate(model, dataset, keypoint_set, device=device)
         log.log(step, _pck_record(results[name]), prefix=f"eval_{name}")
+    if "source" in data.eval_sets and "target" in data.eval_sets:
+        # How far apart the evaluated network keeps the domains (no label read): the feature level's work.
+        gap = domain_gap(model, data.eval_sets["source"], data.eval_sets["target"], device=device)
+        if gap is not None:
+            results["domain_gap"] = gap
+            log.log(step, {k: v for k, v in gap.items() if k != "layer"}, prefix="eval_domain_gap")
     if log.writer is not None and "target" in data.eval_sets:
         from posealign.engine.prediction_tiles import log_prediction_images
 
