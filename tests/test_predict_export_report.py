@@ -171,6 +171,12 @@ def test_report_writes_page_and_every_figure_it_references(runs, tmp_path):
     assert main(["report", str(runs["source_only"]), str(runs["oracle"]), "--out", str(out)]) == 0
     page = (out / "report.md").read_text()
     assert "| source_only |" in page and "| oracle |" in page
+    # Each run's domain gap, from its results.json, in the last column.
+    assert page.count("Domain gap (proxy A-distance)") == 1
+    for name in ("source_only", "oracle"):
+        gap = json.loads((runs[name] / "results.json").read_text())["domain_gap"]["proxy_a_distance"]
+        row = next(line for line in page.splitlines() if line.startswith(f"| {name} |"))
+        assert row.endswith(f"| {gap:.2f} |")
     for figure in ("pck_curves.png", "per_keypoint.png", "training_curves.png", "predictions.png"):
         assert f"({figure})" in page
         with Image.open(out / figure) as image:
