@@ -59,6 +59,10 @@ def test_crop_means_run_in_eval_mode_and_a_dataset_too_small_is_skipped():
     # Eval mode: BatchNorm's running statistics (mean 0, var 1) leave 51 / 255 = 0.2, times 2.
     assert means.shape == (7, 3) and torch.allclose(means, torch.full((7, 3), 0.4), atol=1e-4)
     assert network.training  # its mode restored
-    gap = domain_gap(network, _Crops(51, 10), _Crops(204, 10))
-    assert gap["crops"] == 10 and gap["probe_accuracy"] == 1.0 and gap["proxy_a_distance"] == 2.0
+    gap = domain_gap(network, _Crops(51, 10), _Crops(204, 12))
+    assert (
+        (gap["source_crops"], gap["target_crops"]) == (10, 12)
+        and gap["probe_accuracy"] == 1.0
+        and gap["proxy_a_distance"] == 2.0
+    )
     assert domain_gap(network, _Crops(51, 3), _Crops(204, 10)) is None

@@ -111,6 +111,7 @@ def domain_gap(
     target_means = crop_feature_means(model, target, layer, limit, device=device)
     return {
         "layer": layer,
-        "crops": min(len(source_means), len(target_means)),
+        "source_crops": len(source_means),
+        "target_crops": len(target_means),
         **domain_probe(source_means, target_means),
     }
