@@ -5,7 +5,7 @@ test splits, at the deconv layer).
 
     python benchmarks/domain_gap.py RUN/checkpoints/final.pt [RUN2/checkpoints/final.pt ...]
 
-This reads the run's source test split against its target *validation* split, at the deconv and
+This reads the run's source evaluation split against its target *validation* split, at the deconv and
 the backbone layer, and prints the probe's held-out accuracy and cross-entropy (ln 2 = 0.693 is
 chance) and the proxy A-distance (0: alike to a linear reader; 2: every crop told apart). No label
 is read. Issue 11 asked why the feature level adds nothing beside the pose level on the
@@ -30,14 +30,20 @@ def main() -> None:
         "checkpoints", type=Path, nargs="+", help="training checkpoints (each run's config names the data)"
     )
     parser.add_argument("--images", type=int, default=400, help="crops per domain")
+    parser.add_argument("--target-split", default="target_val", help="the run's target evaluation split to read")
     args = parser.parse_args()
     for checkpoint in args.checkpoints:
         model = load_pose_model(checkpoint)
         config = OmegaConf.create(model.training_config)
         config.data.preload = False  # a few hundred crops are read, not the whole split
-        source = build_dataset(OmegaConf.merge(config.data.source, {"split": "source_test"}), config, "source")
-        target = build_dataset(OmegaConf.merge(config.data.target, {"split": "target_val"}), config, "target")
-        print(f"{checkpoint}: source test against target_val, {args.images} crops each")
+        splits = config.data.eval
+        for name in ("source", args.target_split):
+            if name not in splits:
+                raise SystemExit(f"{checkpoint}: no evaluation split {name!r} in its config; it has {sorted(splits)}")
+        # The run's own evaluation splits, as `posealign eval` reads them (the tasks name their splits differently).
+        source = build_dataset(splits.source, config, "eval.source")
+        target = build_dataset(splits[args.target_split], config, f"eval.{args.target_split}")
+        print(f"{checkpoint}: eval.source against eval.{args.target_split}, {args.images} crops each")
         for layer in ("deconv", "backbone"):
             gap = domain_gap(model.network, source, target, layer, limit=args.images)
             print(

@@ -90,7 +90,7 @@ class MultiLevelAlignment(nn.Module):
                 tuple(feature.channels),
                 stride=int(feature.stride),
                 spectral_norm=bool(feature.spectral_norm),
-                decide_per=str(feature.get("decide_per", "pixel")),  # configs saved before stop 24 lack it
+                decide_per=str(feature.decide_per),
             )
             if feature.get("reversal_cap") is not None:
                 self.reversal_cap = ReversalCap(float(feature.reversal_cap))

@@ -57,10 +57,14 @@ def _keypoint_sets_differ(runs: list[dict]) -> bool:
     return len({tuple(run["results"]["target"]["per_keypoint"]) for run in runs if "target" in run["results"]}) > 1
 
 
+def _has_domain_gap(runs: list[dict]) -> bool:
+    return any("domain_gap" in r["results"] for r in runs)  # runs before stop 24 have none
+
+
 def _table(runs: list[dict]) -> str:
     groups = list(runs[0]["results"]["target"]["groups"])
     has_source = any("source" in r["results"] for r in runs)
-    has_gap = any("domain_gap" in r["results"] for r in runs)
+    has_gap = _has_domain_gap(runs)
     header = ["Run", "Method", *groups, "All"] + (["Source All"] if has_source else [])
     header += ["Domain gap (proxy A-distance)"] if has_gap else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -284,7 +288,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
                 "target; 2 (1 - 2 x its held-out error), 0 when the domains look alike to it, 2 when it "
                 "tells every crop apart (README, Metrics)."
             ]
-            if any("domain_gap" in r["results"] for r in runs)
+            if _has_domain_gap(runs)
             else []
         ),
         "## PCK against threshold\n\n![PCK curves](pck_curves.png)",

@@ -52,15 +52,19 @@ def domain_probe(source: torch.Tensor, target: torch.Tensor, seed: int = 0) -> d
     for features in (source, target):
         order = torch.randperm(len(features), generator=generator)
         halves.append((features[order[: len(order) // 2]].double(), features[order[len(order) // 2 :]].double()))
+
+    def labelled(part: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both domains' crops of one half, and their labels (source 0, target 1)."""
+        x = torch.cat([halves[0][part], halves[1][part]])
+        return x, torch.cat([torch.zeros(len(halves[0][part])), torch.ones(len(halves[1][part]))]).double()
+
     correct, entropy, total = 0, 0.0, 0
     for fit, held in ((0, 1), (1, 0)):
-        x = torch.cat([halves[0][fit], halves[1][fit]])
-        y = torch.cat([torch.zeros(len(halves[0][fit])), torch.ones(len(halves[1][fit]))]).double()
+        x, y = labelled(fit)
         mean, std = x.mean(0), x.std(0).clamp_min(1e-6)  # standardised on the fitting half only
         weights = fit_logistic((x - mean) / std, y)
-        x_held = (torch.cat([halves[0][held], halves[1][held]]) - mean) / std
-        y_held = torch.cat([torch.zeros(len(halves[0][held])), torch.ones(len(halves[1][held]))]).double()
-        logits = x_held @ weights[:-1] + weights[-1]
+        x_held, y_held = labelled(held)
+        logits = (x_held - mean) / std @ weights[:-1] + weights[-1]
         correct += int(((logits > 0).double() == y_held).sum())
         entropy += float(F.binary_cross_entropy_with_logits(logits, y_held, reduction="sum"))
         total += len(y_held)
