@@ -178,6 +178,31 @@ def gap_closed(rows: dict[str, dict], domain: str = "target") -> dict[str, float
     }
 
 
+def domain_gaps(per_row: dict[str, list[dict]]) -> dict[str, list[float]]:
+    """Per row, each seed's proxy A-distance (``results.json["domain_gap"]``); rows with a run that has
+    none (runs from before stop 24, or splits under 4 crops) are left out rather than averaged short."""
+    gaps = {}
+    for name, results in per_row.items():
+        values = [(r.get("domain_gap") or {}).get("proxy_a_distance") for r in results]
+        if values and None not in values:
+            gaps[name] = values
+    return gaps
+
+
+def format_domain_gaps(gaps: dict[str, list[float]]) -> str:
+    """One line: each row's proxy A-distance, mean ± std over seeds (2: every crop told apart)."""
+    cells = ", ".join(
+        f"{name} {statistics.fmean(v):.2f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.2f}"
+        for name, v in gaps.items()
+    )
+    return (
+        "proxy A-distance, source vs target test crops at the deconv features (0: alike to a linear probe, "
+        f"2: every crop told apart): {cells}"
+        if gaps
+        else ""
+    )
+
+
 def format_gap_closed(shares: dict[str, float]) -> str:
     cells = ", ".join(f"{name} {share:.0f} %" for name, share in shares.items())
     return f"share of the source-only -> oracle gap closed: {cells}" if shares else ""

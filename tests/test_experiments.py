@@ -108,6 +108,12 @@ def test_ablate_mean_and_spread_over_seeds(tmp_path, capsys):
         assert row["target"]["pck"] == pytest.approx(statistics.fmean(per_seed))
         assert row["std"]["All"] == pytest.approx(statistics.stdev(per_seed))
         assert [OmegaConf.load(out / f"seed{s}" / name / "config.yaml").run.seed for s in (0, 1)] == [0, 1]
+        gaps = [
+            json.loads((out / f"seed{s}" / name / "results.json").read_text())["domain_gap"]["proxy_a_distance"]
+            for s in (0, 1)
+        ]
+        assert row["proxy_a_distance_per_seed"] == gaps
+    assert "proxy A-distance, source vs target test crops" in printed
     low, high = summary["source_only"]["target"]["pck"], summary["oracle"]["target"]["pck"]
     middle = summary["mean_teacher"]["target"]["pck"]
     expected = {"mean_teacher": 100 * (middle - low) / (high - low)} if high > low else {}
@@ -116,6 +122,8 @@ def test_ablate_mean_and_spread_over_seeds(tmp_path, capsys):
 
 # Per seed, the target PCK each row's (fake) run reports; group g (in BODY16 order) reports PCK + g.
 FAKE_PCK = {"source_only": [20.0, 30.0], "mean_teacher": [40.0, 44.0], "oracle": [60.0, 65.0]}
+# Per seed, the proxy A-distance each run reports; None: a run without one (from before stop 24).
+FAKE_GAP = {"source_only": [1.9, 1.7], "mean_teacher": [1.2, 1.6], "oracle": [1.5, None]}
 
 
 def test_ablate_numbers_from_known_runs(tmp_path, capsys, monkeypatch):
@@ -128,7 +136,13 @@ def test_ablate_numbers_from_known_runs(tmp_path, capsys, monkeypatch):
         target = {"pck": pck, "groups": {g: pck + i for i, g in enumerate(groups)}}
         # target_val reads 1 more than target: its table must show its own numbers, not target's.
         target_val = {"pck": pck + 1, "groups": {g: pck + 1 + i for i, g in enumerate(groups)}}
-        return {"method": preset, "target": target, "target_val": target_val}
+        gap = FAKE_GAP[preset][seed]
+        return {
+            "method": preset,
+            "target": target,
+            "target_val": target_val,
+            **({"domain_gap": {"proxy_a_distance": gap}} if gap is not None else {}),
+        }
 
     monkeypatch.setattr("posealign.experiments.run_preset", fake_run)
     out = tmp_path / "ablate"
@@ -156,6 +170,11 @@ def test_ablate_numbers_from_known_runs(tmp_path, capsys, monkeypatch):
     row = next(line for line in validation.splitlines() if line.startswith("source_only "))
     assert row.split()[-3:] == ["26.0", "±", "7.1"]
     assert summary["source_only"]["target_val_per_seed"] == [21.0, 31.0]
+    # The domain gap: mean ± sample std per row; a row with a seed that has none is left out, not averaged short.
+    assert summary["mean_teacher"]["proxy_a_distance_per_seed"] == [1.2, 1.6]
+    assert "proxy_a_distance_per_seed" not in summary["oracle"]
+    gap_line = next(line for line in reported.splitlines() if line.startswith("proxy A-distance"))
+    assert gap_line.endswith("source_only 1.80 ± 0.14, mean_teacher 1.40 ± 0.28")  # sqrt(2 x 0.1^2), sqrt(2 x 0.2^2)
 
 
 def test_ablate_from_a_first_seed_runs_those_seeds_only(tmp_path, capsys, monkeypatch):

@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from posealign.experiments import (
         PlannedRun,
         config_for,
+        domain_gaps,
+        format_domain_gaps,
         format_gap_closed,
         format_table,
         gap_closed,
@@ -101,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     shares = gap_closed(means)  # of the means over seeds
     if shares:
         print(format_gap_closed(shares))
+    gaps = domain_gaps(per_row)  # does a level make the domains alike, beside what it does to PCK
+    if gaps:
+        print(format_domain_gaps(gaps))
     validation = {method: results for method, results in per_row.items() if all("target_val" in r for r in results)}
     if validation:  # the split settings are chosen on; the table above is the one to report
         val_means, val_spreads = {}, {}
@@ -119,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
                 else {}
             ),
             **({"gap_closed": shares[method]} if method in shares else {}),
+            **({"proxy_a_distance_per_seed": gaps[method]} if method in gaps else {}),
         }
         for method in per_row
     }
