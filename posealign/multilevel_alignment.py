@@ -269,7 +269,11 @@ class MultiLevelAlignment(nn.Module):
         with _region("student_forward"):  # one call; per domain, each domain's own BatchNorm statistics
             domains = 2 if mean_teacher.student_batchnorm == "per_domain" else 1
             heatmaps, features = self.student(
-                torch.cat([views, views_t.student_images]), domains=domains, features_from=config.align.feature.layer
+                torch.cat([views, views_t.student_images]),
+                domains=domains,
+                features_from=config.align.feature.layer,
+                # The discriminator's own joint pass, only where one reads it.
+                joint_features=bool(config.align.feature.joint_forward) and self.discriminator is not None,
             )
         with _region("warps_occlusion_gating"):
             student_common, student_valid = inverse_warp_heatmaps(

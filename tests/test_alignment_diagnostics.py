@@ -324,6 +324,17 @@ def test_a_per_image_discriminator_sees_a_shift_of_the_crop_mean_that_pixels_hid
         check_values(load_config("daml_plus", "benchmark", ["align.feature.decide_per=crop"]), check_roots=False)
 
 
+def test_joint_forward_needs_per_domain_batchnorm():
+    """With joint BatchNorm the student's one forward is already joint: the option would change nothing."""
+    assert load_config("daml", "benchmark").align.feature.joint_forward is False  # the paper's, the release's
+    with pytest.raises(UserError, match="align.feature.joint_forward=true needs mean_teacher.student_batchnorm"):
+        check_values(load_config("daml_plus", "benchmark", ["align.feature.joint_forward=true"]), check_roots=False)
+    per_domain = ["align.feature.joint_forward=true", "mean_teacher.student_batchnorm=per_domain"]
+    check_values(load_config("daml_plus", "benchmark", per_domain), check_roots=False)
+    with pytest.raises(UserError, match="'align.feature.joint_forward' must be true or false, got 'maybe'"):
+        load_config("daml_plus", "benchmark", ["align.feature.joint_forward=maybe"])
+
+
 @pytest.mark.parametrize(("ratio", "loss_scale"), [(0.1, 1.0), (50.0, 1.0), (0.1, 1024.0)])
 def test_reversal_cap_scales_what_the_reversal_sends_by_hand(ratio, loss_scale):
     """theta -> f = theta * x; L_sup = sum(v f) and l_adv L_adv = l sum(w R(f)): by hand the two

@@ -610,6 +610,27 @@ def test_per_domain_forward_is_the_release_s_two_calls():
         torch.testing.assert_close(mine, theirs, msg=name)
 
 
+def test_joint_features_come_from_one_joint_pass_and_leave_the_running_statistics_alone():
+    """``joint_features`` (align.feature.joint_forward): the heatmaps are the per-domain call's, the
+    features those of the whole batch run as one (joint BatchNorm), and every BatchNorm buffer ends as
+    the per-domain call alone leaves it: the joint pass normalises, it does not update."""
+    torch.manual_seed(0)
+    student = MultiLevelAlignment(load_config("mt_image_feature", "benchmark", TINY), NUM_KEYPOINTS).student.train()
+    per_domain, joint = copy.deepcopy(student), copy.deepcopy(student)
+    images = torch.rand(4, 3, 32, 32)
+    heatmaps, features = student(images, domains=2, joint_features=True)
+    expected_heatmaps, per_domain_features = per_domain(images, domains=2)
+    _, joint_features = joint(images)
+    torch.testing.assert_close(heatmaps, expected_heatmaps)
+    torch.testing.assert_close(features, joint_features)
+    assert not torch.allclose(features, per_domain_features)  # per-domain BatchNorm gives other features
+    for (name, mine), theirs in zip(student.state_dict().items(), per_domain.state_dict().values(), strict=True):
+        torch.testing.assert_close(mine, theirs, msg=name)
+    assert [m.momentum for m in student.modules() if isinstance(m, torch.nn.BatchNorm2d)][0] == 0.1
+    features.sum().backward()  # the reversal reaches the shared layers through the joint pass
+    assert student.backbone[0].weight.grad.abs().sum() > 0
+
+
 def test_reversal_cap_scales_the_students_adversarial_gradient_and_not_the_discriminators():
     """``align.feature.reversal_cap``, the same draws each run: the student's gradient is that of
     l_adv = 0 plus factor x the adversarial part, factor = min(1, r / (|adv| / |sup|)) over the
