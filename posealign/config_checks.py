@@ -113,8 +113,7 @@ def _check_method_choices(config: DictConfig) -> None:
         raise UserError(f"align.pose.calibrate_temperature_to={fraction}: must be a fraction between 0 and 1 (or null)")
     if not 0.0 <= float(config.align.feature.warmup) < 1.0:
         raise UserError(f"align.feature.warmup={config.align.feature.warmup}: must be a fraction in [0, 1)")
-    feature = config.align.feature
-    if feature.joint_forward and config.mean_teacher.student_batchnorm != "per_domain":
+    if config.align.feature.joint_forward and config.mean_teacher.student_batchnorm != "per_domain":
         raise UserError(
             "align.feature.joint_forward=true needs mean_teacher.student_batchnorm=per_domain: with joint "
             "BatchNorm the student's one forward already runs both domains as one batch"

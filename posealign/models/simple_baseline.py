@@ -138,13 +138,16 @@ class SimpleBaseline(nn.Module):
                 with frozen_batchnorm_statistics(self):
                     return heatmaps, self.features(images, features_from)
             return heatmaps, torch.cat([f for _, f in parts])
-        backbone_features = self.backbone((images - self.pixel_mean) / self.pixel_std)
+        backbone_features = self.backbone_features(images)
         features = self.deconv(backbone_features)
         return self.head(features), backbone_features if features_from == "backbone" else features
 
+    def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone((images - self.pixel_mean) / self.pixel_std)
+
     def features(self, images: torch.Tensor, features_from: str = "deconv") -> torch.Tensor:
         """The features of ``forward`` without the heatmaps (the head is not run)."""
-        backbone_features = self.backbone((images - self.pixel_mean) / self.pixel_std)
+        backbone_features = self.backbone_features(images)
         return backbone_features if features_from == "backbone" else self.deconv(backbone_features)
 
 
