@@ -1,4 +1,4 @@
-"""The README's per-table commands resolve to runnable configs as written: the shell block is run
+"""The per-table commands of docs/reproducing.md resolve to runnable configs as written: the shell block is run
 by bash with ``posealign`` recording its arguments, then each ``train`` / ``ablate`` line is loaded
 and checked as the command would before training (data and weight paths point at files made here).
 """
@@ -16,11 +16,11 @@ import torch
 from posealign.cli.train_command import prepared_config
 from posealign.errors import UserError
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPRODUCING = Path(__file__).resolve().parents[1] / "docs" / "reproducing.md"
 
 
 def table_block() -> str:
-    body = README.read_text().split("The command for a table is the same for every task", 1)[1]
+    body = REPRODUCING.read_text()
     return re.search(r"```bash\n(.*?)```", body, re.S).group(1)
 
 
