@@ -189,7 +189,7 @@ def test_a_negative_diversity_weight_is_a_one_line_error():
         check_values(config, check_roots=False)
 
 
-def test_new_presets_change_only_what_they_say():
+def test_the_tuned_presets_change_only_what_they_say():
     daml = load_config("daml", "benchmark")
     plus = load_config("daml_plus", "benchmark")
     assert daml.align.pose.calibrate_temperature_to is None

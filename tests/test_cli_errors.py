@@ -1,4 +1,4 @@
-"""A newcomer's first hour (issue 14): the README's own-data block runs as written, and every bad
+"""A newcomer's first hour: the README's own-data block runs as written, and every bad
 input ends in one line with exit 2, no traceback, and no run folder left behind."""
 
 from __future__ import annotations

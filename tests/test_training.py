@@ -2,7 +2,7 @@
 SIGTERM, two ranks under torchrun, and one-line errors for bad input.
 
 Every run is the daml preset at 32 px for a handful of steps; one benchmark (64 + 16 images per
-domain) is generated once per session and shared.
+domain) is generated once per test run and shared.
 """
 
 from __future__ import annotations
@@ -542,7 +542,7 @@ def logged_lrs(run_dir: Path) -> list[float]:
     return [r["lr"] for r in records if r["kind"] == "train"]
 
 
-def test_a_run_saved_before_an_option_existed_is_still_the_same_run(tmp_path):
+def test_a_saved_config_without_a_newer_key_reads_it_at_its_default(tmp_path):
     from omegaconf import OmegaConf
 
     from posealign.config import resolved
