@@ -1,23 +1,24 @@
-"""Issue 12's GPU figures in one short run (about 10 minutes of device time with the machine's start):
+"""The GPU speed figures in one short run (about 10 minutes with the machine's start):
 end_to_end.py and step_cost.py at the paper's settings (ResNet-101, 256 px, heatmaps 64, 32 + 32,
 bf16) for ``daml`` and ``fast``, eager and under torch.compile, then one compact table.
 
-Order: what is still unmeasured first. On an H200 (gVisor) the eager ``daml`` figures are in the
-README; its end-to-end run took about 5 minutes, most of it before the first batches (82 s before
-the trainer's first step), so the loader's start, timed apart
-(loader_start.py), and the compiled step rows come right after it.
+    python benchmarks/gpu_check.py --out OUT [--budget 480] [--only daml "loader start"]
 
-The device machine has torch but not kornia, kornia_rs or omegaconf, and no network. Once, in the
-repository root of a machine that has pip and the network (wheels for the device's Python 3.12):
+Order: the eager end-to-end ``daml`` run first, then the loader's start timed apart
+(loader_start.py: at the paper's settings most of the seconds before a run's first step go to the
+data loader's workers), then the compiled steps and ``fast``, then step_cost.py's breakdowns.
+
+On a GPU machine without the network whose Python lacks kornia, kornia_rs or omegaconf, fetch the
+wheels where pip has the network (here for Python 3.12):
 
     echo /.whl/ >> .git/info/exclude
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \\
         -d .whl kornia==0.9.0 kornia_rs==0.2.0 omegaconf==2.4.0
 
-(omegaconf 2.4 needs only PyYAML, which the device has; omegaconf 2.3 would also need
-antlr4-python3-runtime==4.9.3, an sdist: ``pip wheel --no-deps antlr4-python3-runtime==4.9.3 -w .whl``.)
-Then, through the device tool's ``run`` with ``carry: [".whl"]`` and ``timeout_s: 600``:
+(omegaconf 2.4 needs only PyYAML; omegaconf 2.3 would also need antlr4-python3-runtime==4.9.3, an
+sdist: ``pip wheel --no-deps antlr4-python3-runtime==4.9.3 -w .whl``.) Copy the repository with
+``.whl`` to the GPU machine, and there:
 
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \\
       && PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py --out $OUT

@@ -3,8 +3,9 @@
     python benchmarks/loader_start.py                 # 8 workers, a 256 px batch of 32
     python benchmarks/loader_start.py --workers 2 --size 64
 
-On an H200 (gVisor) the trainer spent 82 s before its first step at the paper's settings, where the
-same model built and ran 46 steps on fixed batches in 8.7 s (README, "End to end, and on a GPU").
+On an H200 (gVisor), ``python benchmarks/end_to_end.py --task benchmark_paper_scale --amp bf16
+--preset daml`` measured 82 s in the trainer before its first step, where the same model built and
+ran 46 steps on fixed batches in 8.7 s.
 The two streams of ``run.num_workers`` forked workers, with pinned memory on CUDA, are what is left.
 This times each suspect alone, on batches the size of a training step's, with a dataset that does
 no work (so decoding is not in it):

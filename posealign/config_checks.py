@@ -63,7 +63,6 @@ def _check_counts(config: DictConfig) -> None:
             raise UserError(f"{key}={config[section][name]}: must be positive")
     nullable_positive = (
         ("optim.adapt_lr", "learning rate"),
-        ("optim.adapt_grad_clip", "gradient norm"),
         ("align.feature.reversal_cap", "ratio"),
     )
     for key, what in nullable_positive:
@@ -94,10 +93,7 @@ METHOD_CHOICES = {
     "mean_teacher.consistency_mask": ("valid_pixels", "none"),
     "align.image.encoder": ("vgg19", "patch"),
     "align.feature.grl": ("constant", "dann"),
-    "align.feature.layer": ("deconv", "backbone"),
-    "align.feature.decide_per": ("pixel", "image"),
     "align.pose.variant": ("paper", "release"),
-    "align.pose.distribution": ("axes", "map"),
 }
 
 
@@ -111,15 +107,6 @@ def _check_method_choices(config: DictConfig) -> None:
     fraction = config.align.pose.get("calibrate_temperature_to")
     if fraction is not None and not (isinstance(fraction, int | float) and 0.0 < float(fraction) < 1.0):
         raise UserError(f"align.pose.calibrate_temperature_to={fraction}: must be a fraction between 0 and 1 (or null)")
-    if not 0.0 <= float(config.align.feature.warmup) < 1.0:
-        raise UserError(f"align.feature.warmup={config.align.feature.warmup}: must be a fraction in [0, 1)")
-    if config.align.feature.joint_forward and config.mean_teacher.student_batchnorm != "per_domain":
-        raise UserError(
-            "align.feature.joint_forward=true needs mean_teacher.student_batchnorm=per_domain: with joint "
-            "BatchNorm the student's one forward already runs both domains as one batch"
-        )
-    if float(config.align.pose.temperature) <= 0:
-        raise UserError(f"align.pose.temperature={config.align.pose.temperature}: must be positive")
     if float(config.align.pose.diversity_weight) < 0:
         raise UserError(f"align.pose.diversity_weight={config.align.pose.diversity_weight}: must be 0 or more")
     image = config.align.image

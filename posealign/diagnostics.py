@@ -1,4 +1,4 @@
-"""What each alignment level does to the student, measured during adaptation (issue 11).
+"""What each alignment level does to the student, measured during adaptation.
 
 Three kinds of number, logged with the losses and plotted by ``posealign report``:
 

@@ -180,7 +180,7 @@ def gap_closed(rows: dict[str, dict], domain: str = "target") -> dict[str, float
 
 def domain_gaps(per_row: dict[str, list[dict]]) -> dict[str, list[float]]:
     """Per row, each seed's proxy A-distance (``results.json["domain_gap"]``); rows with a run that has
-    none (runs from before stop 24, or splits under 4 crops) are left out rather than averaged short."""
+    none (runs saved without the measurement, or splits under 4 crops) are left out rather than averaged short."""
     gaps = {}
     for name, results in per_row.items():
         values = [(r.get("domain_gap") or {}).get("proxy_a_distance") for r in results]

@@ -51,7 +51,7 @@ class TargetViews:
 
 def _style_transfer(image_cfg: DictConfig) -> StyleTransfer:
     """The image level's encoder and decoder as ``align.image`` names them."""
-    options = {"encoder": image_cfg.encoder, "patch_size": int(image_cfg.patch_size)}
+    options = {"encoder": image_cfg.encoder}
     if image_cfg.encoder != "patch":
         options.update(
             encoder_weights=image_cfg.encoder_weights,
@@ -82,15 +82,8 @@ class MultiLevelAlignment(nn.Module):
         self.reversal_cap: ReversalCap | None = None
         if config.mean_teacher.enabled and config.align.feature.enabled:
             feature = config.align.feature
-            in_channels = (
-                self.student.backbone_channels if feature.layer == "backbone" else self.student.feature_channels
-            )
             self.discriminator = DomainDiscriminator(
-                in_channels,
-                tuple(feature.channels),
-                stride=int(feature.stride),
-                spectral_norm=bool(feature.spectral_norm),
-                decide_per=str(feature.decide_per),
+                self.student.feature_channels, tuple(feature.channels), stride=int(feature.stride)
             )
             if feature.get("reversal_cap") is not None:
                 self.reversal_cap = ReversalCap(float(feature.reversal_cap))
@@ -107,9 +100,9 @@ class MultiLevelAlignment(nn.Module):
         self.weak_view = BatchAugmenter(ViewAugmentation.from_config(config.mean_teacher.weak_view), size)
         self.strong_view = BatchAugmenter(ViewAugmentation.from_config(config.mean_teacher.strong_view), size)
         self.occlusion_half_size = max(1, round(config.mean_teacher.occlusion.half_size * size / 256))
-        # tau of the pose level; with ``calibrate_temperature_to`` it is set when stage 2 begins
-        # (and travels in checkpoints).
-        self.pose_temperature = float(config.align.pose.temperature)
+        # tau of the pose level: 1 (the paper's softmax), or set when stage 2 begins with
+        # ``align.pose.calibrate_temperature_to`` (and then saved in checkpoints).
+        self.pose_temperature = 1.0
 
     # -- pieces of the step, each one equation ------------------------------------------------
 
@@ -121,13 +114,7 @@ class MultiLevelAlignment(nn.Module):
         style = target.images
         if image_cfg.cache_target_stats:
             style = self.cached_style_statistics(target)
-        stylized, _ = stylize_source_batch(
-            self.style_transfer,
-            source.images,
-            style,
-            float(image_cfg.probability),
-            granularity="sample" if image_cfg.per_sample else "batch",
-        )
+        stylized, _ = stylize_source_batch(self.style_transfer, source.images, style, float(image_cfg.probability))
         return stylized
 
     def cached_style_statistics(self, target: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,7 +172,7 @@ class MultiLevelAlignment(nn.Module):
     def grl_coefficient(self, progress: float) -> float:
         """lambda of the gradient reversal at ``progress`` (0 -> 1) through stage 2."""
         feature = self.config.align.feature
-        return grl_coefficient(feature.grl, progress, float(feature.grl_lambda), float(feature.warmup))
+        return grl_coefficient(feature.grl, progress, float(feature.grl_lambda))
 
     def loss_weights(self) -> dict[str, float]:
         """l_c, l_adv and l_im of eq. 8, read from the config at each step."""
@@ -268,13 +255,7 @@ class MultiLevelAlignment(nn.Module):
         batch = views.shape[0]
         with _region("student_forward"):  # one call; per domain, each domain's own BatchNorm statistics
             domains = 2 if mean_teacher.student_batchnorm == "per_domain" else 1
-            heatmaps, features = self.student(
-                torch.cat([views, views_t.student_images]),
-                domains=domains,
-                features_from=config.align.feature.layer,
-                # The discriminator's own joint pass, only where one reads it.
-                joint_features=bool(config.align.feature.joint_forward) and self.discriminator is not None,
-            )
+            heatmaps, features = self.student(torch.cat([views, views_t.student_images]), domains=domains)
         with _region("warps_occlusion_gating"):
             student_common, student_valid = inverse_warp_heatmaps(
                 heatmaps[batch:].float(), views_t.student_matrices, self.stride
@@ -304,7 +285,6 @@ class MultiLevelAlignment(nn.Module):
                     pose.variant,
                     float(pose.gate_threshold),
                     self.pose_temperature,
-                    pose.distribution,
                     float(pose.diversity_weight),
                 )
         with _region("losses"):
@@ -345,14 +325,14 @@ class MultiLevelAlignment(nn.Module):
     def calibrate_pose_temperature(self, source_images: torch.Tensor) -> float:
         """tau at which the pretrained network's maps of source images (eval mode: BatchNorm on its
         running statistics, nothing updated) have ``align.pose.calibrate_temperature_to`` of the
-        maximum entropy of the distributions L_IM reads (``align.pose.distribution``)."""
+        maximum entropy of eq. 6's axis distributions."""
         network = self.teacher if self.teacher is not None else unwrap_model(self.student)
         was_training = network.training
         network.eval()
         heatmaps = torch.cat([network(chunk)[0].float() for chunk in source_images.split(32)])
         network.train(was_training)
         pose = self.config.align.pose
-        return calibrate_temperature(heatmaps, float(pose.calibrate_temperature_to), distribution=pose.distribution)
+        return calibrate_temperature(heatmaps, float(pose.calibrate_temperature_to))
 
     def set_train_mode(self) -> None:
         self.student.train()

@@ -58,7 +58,7 @@ def _keypoint_sets_differ(runs: list[dict]) -> bool:
 
 
 def _has_domain_gap(runs: list[dict]) -> bool:
-    return any("domain_gap" in r["results"] for r in runs)  # runs before stop 24 have none
+    return any("domain_gap" in r["results"] for r in runs)  # results saved without the measurement have none
 
 
 def _table(runs: list[dict]) -> str:
@@ -286,7 +286,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
             [
                 "Domain gap: a linear probe on each test crop's deconv feature means tells source from "
                 "target; 2 (1 - 2 x its held-out error), 0 when the domains look alike to it, 2 when it "
-                "tells every crop apart (README, Metrics)."
+                "tells every crop apart."
             ]
             if _has_domain_gap(runs)
             else []

@@ -122,7 +122,7 @@ def test_ablate_mean_and_spread_over_seeds(tmp_path, capsys):
 
 # Per seed, the target PCK each row's (fake) run reports; group g (in BODY16 order) reports PCK + g.
 FAKE_PCK = {"source_only": [20.0, 30.0], "mean_teacher": [40.0, 44.0], "oracle": [60.0, 65.0]}
-# Per seed, the proxy A-distance each run reports; None: a run without one (from before stop 24).
+# Per seed, the proxy A-distance each run reports; None: a run saved without the measurement.
 FAKE_GAP = {"source_only": [1.9, 1.7], "mean_teacher": [1.2, 1.6], "oracle": [1.5, None]}
 
 

@@ -95,18 +95,22 @@ def test_patch_stylization_moves_colour_toward_the_style_and_alpha_zero_keeps_co
     torch.testing.assert_close(mixed[1], stylized[1], atol=1e-5, rtol=0)
 
 
-def test_stylize_source_batch_probability_granularity_and_mask():
+def test_stylize_source_batch_draws_one_coin_and_one_alpha_per_batch():
     transfer = build_style_transfer({"encoder": "patch"})
     content, style = _smooth_reddish_and_textured_bluish(batch=4)
-    images, mask = stylize_source_batch(transfer, content, style, probability=0.0, generator=torch.Generator())
-    assert not mask.any() and images is content
-    images, mask = stylize_source_batch(transfer, content, style, probability=1.0, generator=torch.Generator())
-    assert mask.all() and not torch.equal(images, content)
-    generator = torch.Generator().manual_seed(1)  # draws [no, yes, yes, no]
+    images, stylized = stylize_source_batch(transfer, content, style, probability=0.0, generator=torch.Generator())
+    assert stylized is False and images is content
+    # The released code's draw: a coin, then one alpha for every image of the batch.
+    generator = torch.Generator().manual_seed(1)
+    images, stylized = stylize_source_batch(transfer, content, style, probability=1.0, generator=generator)
+    coin, alpha = torch.rand(2, generator=torch.Generator().manual_seed(1))
+    assert stylized is True and coin < 1.0
+    by_hand = transfer.stylize(content, style=style, alpha=alpha.expand(4))
+    torch.testing.assert_close(images, by_hand)
+    # Cached target statistics give the same images as the target images.
     stats = transfer.style_statistics(style)
-    images, mask = stylize_source_batch(transfer, content, stats, 0.5, generator, granularity="sample")
-    assert mask.dtype == torch.bool and mask.shape == (4,) and 0 < int(mask.sum()) < 4
-    assert torch.equal(images[~mask], content[~mask])
+    cached, _ = stylize_source_batch(transfer, content, stats, 1.0, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(cached, images)
     with torch.enable_grad():
         assert not stylize_source_batch(transfer, content.requires_grad_(), style, 1.0)[0].requires_grad
 

@@ -573,26 +573,14 @@ def test_feature_level_reaches_the_student_through_the_reversal():
     assert not torch.allclose(grads[0], grads[1])
 
 
-def test_feature_level_on_the_backbone_pushes_the_backbone_and_not_the_deconvolutions():
-    """``align.feature.layer=backbone``: the discriminator reads the backbone's output (its channels,
-    its stride), so its reversed gradient changes the backbone's gradients and leaves the deconv
-    layers' exactly as they were (same draws, weight 0 vs 0.1)."""
-    grads = []
-    for weight in (0.0, 0.1):
-        method = _method("mt_image_feature")
-        method.config.align.feature.layer = "backbone"
-        method.discriminator = DomainDiscriminator(method.student.backbone_channels, (4, 4))
-        method.config.align.feature.weight = weight
-        torch.manual_seed(1)
-        logs = method.forward_backward(_random_batch(32, seed=1), _random_batch(32, seed=2), "adapt", 0.5, step=1)
-        assert logs["loss_adv"] > 0
-        grads.append((method.student.deconv[0].weight.grad.clone(), method.student.backbone[0].weight.grad.clone()))
-    assert torch.equal(grads[0][0], grads[1][0])
-    assert not torch.allclose(grads[0][1], grads[1][1])
-    built = MultiLevelAlignment(load_config("daml", "benchmark", [*TINY, "align.feature.layer=backbone"]), 4)
-    assert built.discriminator.net[0].in_channels == built.student.backbone_channels != built.student.feature_channels
-    _, features = built.student(torch.rand(2, 3, 32, 32), features_from="backbone")
-    assert features.shape == (2, built.student.backbone_channels, 4, 4)
+def test_features_from_the_backbone_are_its_output():
+    """``features_from="backbone"`` (what ``benchmarks/domain_gap.py`` measures beside the deconv
+    features): the backbone's output on the normalised images."""
+    student = MultiLevelAlignment(load_config("daml", "benchmark", TINY), NUM_KEYPOINTS).student.eval()
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        _, features = student(images, features_from="backbone")
+        torch.testing.assert_close(features, student.backbone((images - student.pixel_mean) / student.pixel_std))
 
 
 def test_per_domain_forward_is_the_release_s_two_calls():
@@ -608,27 +596,6 @@ def test_per_domain_forward_is_the_release_s_two_calls():
     torch.testing.assert_close(features, torch.cat([parts[0][1], parts[1][1]]))
     for (name, mine), theirs in zip(joined.state_dict().items(), separate.state_dict().values(), strict=True):
         torch.testing.assert_close(mine, theirs, msg=name)
-
-
-def test_joint_features_come_from_one_joint_pass_and_leave_the_running_statistics_alone():
-    """``joint_features`` (align.feature.joint_forward): the heatmaps are the per-domain call's, the
-    features those of the whole batch run as one (joint BatchNorm), and every BatchNorm buffer ends as
-    the per-domain call alone leaves it: the joint pass normalises, it does not update."""
-    torch.manual_seed(0)
-    student = MultiLevelAlignment(load_config("mt_image_feature", "benchmark", TINY), NUM_KEYPOINTS).student.train()
-    per_domain, joint = copy.deepcopy(student), copy.deepcopy(student)
-    images = torch.rand(4, 3, 32, 32)
-    heatmaps, features = student(images, domains=2, joint_features=True)
-    expected_heatmaps, per_domain_features = per_domain(images, domains=2)
-    _, joint_features = joint(images)
-    torch.testing.assert_close(heatmaps, expected_heatmaps)
-    torch.testing.assert_close(features, joint_features)
-    assert not torch.allclose(features, per_domain_features)  # per-domain BatchNorm gives other features
-    for (name, mine), theirs in zip(student.state_dict().items(), per_domain.state_dict().values(), strict=True):
-        torch.testing.assert_close(mine, theirs, msg=name)
-    assert [m.momentum for m in student.modules() if isinstance(m, torch.nn.BatchNorm2d)][0] == 0.1
-    features.sum().backward()  # the reversal reaches the shared layers through the joint pass
-    assert student.backbone[0].weight.grad.abs().sum() > 0
 
 
 def test_reversal_cap_scales_the_students_adversarial_gradient_and_not_the_discriminators():

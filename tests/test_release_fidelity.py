@@ -1,4 +1,4 @@
-"""``daml_release`` computes what the released DAML code computes (issue 10, section 3).
+"""``daml_release`` computes what the released DAML code computes.
 
 Each reference below is the released formula written out by hand in NumPy, loop for loop, from
 train_human.py, utils.py (``rectify``, ``get_max_preds_torch``), lib/models/loss.py (``ConsLoss``),

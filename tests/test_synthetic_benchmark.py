@@ -170,7 +170,7 @@ def test_skips_when_complete_and_regenerates_when_parameters_change(tmp_path):
     assert not benchmark_is_complete(root, image_size=SIZE, sizes=smaller, seed=1)
 
 
-def test_a_benchmark_from_before_target_val_gets_only_that_split(tmp_path):
+def test_a_benchmark_lacking_only_target_val_gets_only_that_split(tmp_path):
     # What the generator wrote before target_val existed: four splits, the same files, no target_val.
     root = generate_benchmark(tmp_path / "benchmark", image_size=SIZE, sizes=TINY, seed=0)
     marker = json.loads((root / "benchmark.json").read_text())

@@ -70,17 +70,8 @@ def reverse_gradient(features: torch.Tensor, coefficient: float = 1.0, cap: Reve
     return _GradientReversal.apply(features, coefficient, cap)
 
 
-def grl_coefficient(schedule: str, progress: float, base: float = 1.0, warmup: float = 0.0) -> float:
-    """lambda: ``constant`` (released code) or the DANN ramp 2 / (1 + exp(-10 p)) - 1 over progress p.
-
-    ``warmup`` (ours, ``align.feature.warmup``): for the first fraction w of stage 2 lambda is 0, so
-    the discriminator learns to tell the domains apart before the student is pushed back; the
-    schedule then runs over the rest, p' = (p - w) / (1 - w).
-    """
-    if warmup > 0.0:
-        if progress < warmup:
-            return 0.0
-        progress = (progress - warmup) / (1.0 - warmup)
+def grl_coefficient(schedule: str, progress: float, base: float = 1.0) -> float:
+    """lambda: ``constant`` (released code) or the DANN ramp 2 / (1 + exp(-10 p)) - 1 over progress p."""
     if schedule == "constant":
         return base
     if schedule == "dann":
@@ -91,47 +82,16 @@ def grl_coefficient(schedule: str, progress: float, base: float = 1.0, warmup: f
 class DomainDiscriminator(nn.Module):
     """Per-pixel discriminator of the released code: conv3x3 C->256, LReLU(0.2), 256->128, LReLU,
     128->128, LReLU, 128->1 logits. ``stride`` > 1 average-pools the features first (the ``fast``
-    preset: a quarter of the pixels at stride 2).
+    preset: a quarter of the pixels at stride 2)."""
 
-    ``spectral_norm`` (ours, ``align.feature.spectral_norm``; Miyato et al. 2018) divides each
-    convolution's weight by its largest singular value (one power iteration per training forward), so
-    the discriminator is 1-Lipschitz up to the activations: it cannot separate the domains by a steep
-    boundary, and the gradient it reverses into the student stays bounded.
-
-    ``decide_per`` (ours, ``align.feature.decide_per``): ``pixel`` is the release's; ``image`` averages
-    the last hidden layer over space and decides once per image with a 1x1 convolution, logits
-    (B, 1, 1, 1). Why: on the benchmarks a per-pixel discriminator stays near chance (L_adv about
-    2 ln 2), yet a linear probe on each crop's channel means tells the domains apart on 96-99 % of
-    held-out crops (``benchmarks/domain_gap.py``): the domains differ in what a whole crop's features
-    average to, which a pixel's noisy value hides and an average over the crop shows. Seen, the gap
-    is one the reversal cannot close without wrecking the student on the benchmarks (README, stop
-    24), so it stays an option."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        channels: tuple[int, ...] = (256, 128, 128),
-        stride: int = 1,
-        spectral_norm: bool = False,
-        decide_per: str = "pixel",
-    ) -> None:
+    def __init__(self, in_channels: int, channels: tuple[int, ...] = (256, 128, 128), stride: int = 1) -> None:
         super().__init__()
-
-        if decide_per not in ("pixel", "image"):
-            raise ValueError(f"align.feature.decide_per must be 'pixel' or 'image', not {decide_per!r}")
-
-        def conv(inputs: int, outputs: int, kernel: int = 3) -> nn.Conv2d:
-            layer = nn.Conv2d(inputs, outputs, kernel, padding=kernel // 2)
-            return nn.utils.parametrizations.spectral_norm(layer) if spectral_norm else layer
-
         layers: list[nn.Module] = []
         previous = in_channels
         for width in channels:
-            layers += [conv(previous, width), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [nn.Conv2d(previous, width, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
             previous = width
-        if decide_per == "image":
-            layers.append(nn.AdaptiveAvgPool2d(1))
-        layers.append(conv(previous, 1, kernel=3 if decide_per == "pixel" else 1))
+        layers.append(nn.Conv2d(previous, 1, 3, padding=1))
         self.net = nn.Sequential(*layers)
         self.stride = stride
 

@@ -8,7 +8,6 @@ encoder and ``g`` its decoder. Images are RGB in [0, 1], shape (B, 3, H, W).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
 
 import torch
 from torch import nn
@@ -102,43 +101,22 @@ def stylize_source_batch(
     target: torch.Tensor | StyleStatistics,
     probability: float = 0.5,
     generator: torch.Generator | None = None,
-    granularity: Literal["batch", "sample"] = "batch",
     alpha_range: tuple[float, float] = (0.0, 1.0),
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stylize source images as the paired targets with probability ``probability``.
+) -> tuple[torch.Tensor, bool]:
+    """Stylize the source batch as the paired targets with probability ``probability``: one coin and
+    one alpha ~ U(alpha_range) for the whole batch, as the released code draws them.
 
-    ``granularity="batch"`` (the released code): one coin and one alpha ~ U(alpha_range) for the
-    whole batch. ``"sample"``: a coin and an alpha per sample; only the chosen samples are encoded.
     ``target``: images (B, 3, H', W') or cached statistics (mean, std), each (B, C, 1, 1).
-    ``generator``: a CPU generator for the coins and alphas. Returns the images (B, 3, H, W) and a
-    bool mask (B,) of which were stylized.
+    ``generator``: a CPU generator for the coin and alpha. Returns the images (B, 3, H, W) and
+    whether they were stylized.
     """
-    batch = source.shape[0]
     low, high = alpha_range
-    if granularity == "batch":
-        draws = torch.rand(2, generator=generator)
-        chosen = torch.full((batch,), bool(draws[0] < probability))
-        alpha = (low + (high - low) * draws[1]).expand(batch)
-    elif granularity == "sample":
-        draws = torch.rand(2, batch, generator=generator)
-        chosen = draws[0] < probability
-        alpha = low + (high - low) * draws[1]
-    else:
-        raise ValueError(f"granularity must be 'batch' or 'sample', not {granularity!r}")
-    if not chosen.any():
-        return source, chosen.to(source.device)
-    index = chosen.nonzero().squeeze(1)
-    if isinstance(target, torch.Tensor):
-        style_stats = transfer.style_statistics(target[index.to(target.device)])
-    else:
-        style_stats = tuple(s[index.to(s.device)] for s in target)
-    alpha = alpha[index].to(source.device)
-    stylized = transfer.stylize(source[index.to(source.device)], style_stats=style_stats, alpha=alpha)
-    if chosen.all():
-        return stylized, chosen.to(source.device)
-    images = source.clone()
-    images[index.to(source.device)] = stylized
-    return images, chosen.to(source.device)
+    draws = torch.rand(2, generator=generator)
+    if not bool(draws[0] < probability):
+        return source, False
+    alpha = (low + (high - low) * draws[1]).expand(source.shape[0]).to(source.device)
+    style_stats = transfer.style_statistics(target) if isinstance(target, torch.Tensor) else target
+    return transfer.stylize(source, style_stats=style_stats, alpha=alpha), True
 
 
 _CONFIG_DEFAULTS = {

@@ -3,11 +3,12 @@
 Information maximization (eq. 7) on them is
 :func:`posealign.losses.information_maximization.information_maximization_loss`.
 
-The temperature ``tau`` is our addition (``align.pose.temperature``; 1 is the paper and the
-release). Heatmap values lie in [0, 1], so their projections differ by a few hundredths and
-softmax(x) is all but uniform: the entropies sit at their maximum, where their gradient vanishes.
-softmax(x / tau) with tau of the order of those differences makes the distributions as peaked as
-the maps are; :func:`calibrate_temperature` picks tau from the student's own source maps.
+The temperature ``tau`` of softmax(x / tau) is our addition; 1 is the paper and the release.
+Heatmap values lie in [0, 1], so their projections differ by a few hundredths and softmax(x) is all
+but uniform: the entropies sit at their maximum, where their gradient vanishes. softmax(x / tau)
+with tau of the order of those differences makes the distributions as peaked as the maps are;
+:func:`calibrate_temperature` picks tau from the student's own source maps when stage 2 begins
+(``align.pose.calibrate_temperature_to``).
 """
 
 from __future__ import annotations
@@ -28,25 +29,12 @@ def axis_distributions(heatmaps: torch.Tensor, temperature: float = 1.0) -> tupl
     )
 
 
-def map_distribution(heatmaps: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """p_hw = softmax over all H x W pixels of H_bk / tau (B, K, H*W): the map itself as one
-    distribution (``align.pose.distribution: map``, ours), where eq. 6 takes its two projections."""
-    return torch.softmax(heatmaps.flatten(2) / temperature, dim=2)
-
-
-def confidence_entropies(
-    heatmaps: torch.Tensor, temperature: float = 1.0, distribution: str = "axes"
-) -> list[tuple[torch.Tensor, float]]:
-    """The entropies IM's confidence term minimises, each (B, K) with the log of its support (its
-    maximum): E_h and E_w of the axis distributions (``axes``: eq. 6, the paper and the release), or
-    E_hw of the whole map (``map``)."""
+def confidence_entropies(heatmaps: torch.Tensor, temperature: float = 1.0) -> list[tuple[torch.Tensor, float]]:
+    """The entropies IM's confidence term minimises, E_h and E_w of the axis distributions (eq. 6),
+    each (B, K) with the log of its support (its maximum)."""
     _, _, height, width = heatmaps.shape
-    if distribution == "axes":
-        p_h, p_w = axis_distributions(heatmaps, temperature)
-        return [(entropy(p_h), math.log(height)), (entropy(p_w), math.log(width))]
-    if distribution == "map":
-        return [(entropy(map_distribution(heatmaps, temperature)), math.log(height * width))]
-    raise ValueError(f"align.pose.distribution must be 'axes' or 'map', not {distribution!r}")
+    p_h, p_w = axis_distributions(heatmaps, temperature)
+    return [(entropy(p_h), math.log(height)), (entropy(p_w), math.log(width))]
 
 
 def entropy(probabilities: torch.Tensor) -> torch.Tensor:
@@ -57,26 +45,21 @@ def entropy(probabilities: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def axis_entropy_fractions(heatmaps: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean entropy of the H and of the W distributions over all maps, as fractions of log H and log W."""
-    (e_h, log_h), (e_w, log_w) = confidence_entropies(heatmaps.float(), temperature, "axes")
+    (e_h, log_h), (e_w, log_w) = confidence_entropies(heatmaps.float(), temperature)
     return e_h.mean() / log_h, e_w.mean() / log_w
 
 
 @torch.no_grad()
-def confidence_entropy_fraction(heatmaps: torch.Tensor, temperature: float, distribution: str = "axes") -> float:
-    """The mean of the :func:`confidence_entropies` over all maps, each as a fraction of its
-    maximum (for ``axes``, the mean of the two :func:`axis_entropy_fractions`): what
-    :func:`calibrate_temperature` sets."""
-    terms = confidence_entropies(heatmaps.float(), temperature, distribution)
-    return float(sum(values.mean() / log_support for values, log_support in terms) / len(terms))
+def confidence_entropy_fraction(heatmaps: torch.Tensor, temperature: float) -> float:
+    """The mean of the two :func:`axis_entropy_fractions`: what :func:`calibrate_temperature` sets."""
+    e_h, e_w = axis_entropy_fractions(heatmaps, temperature)
+    return float((e_h + e_w) / 2)
 
 
 @torch.no_grad()
-def calibrate_temperature(
-    heatmaps: torch.Tensor, entropy_fraction: float, iterations: int = 60, distribution: str = "axes"
-) -> float:
-    """The tau at which the given maps' distributions (``distribution``: their two axes, or the whole
-    map) have mean entropy ``entropy_fraction`` of the maximum (0 < f < 1), by bisection on log tau
-    (the entropy grows with tau).
+def calibrate_temperature(heatmaps: torch.Tensor, entropy_fraction: float, iterations: int = 60) -> float:
+    """The tau at which the given maps' axis distributions have mean entropy ``entropy_fraction`` of
+    the maximum (0 < f < 1), by bisection on log tau (the entropy grows with tau).
 
     Called on the student's maps of source images at the start of adaptation: no target label, no
     target image. A fraction in the middle puts the entropies where their gradient is large.
@@ -86,7 +69,7 @@ def calibrate_temperature(
     low, high = math.log(1e-6), math.log(1e3)
     for _ in range(iterations):
         middle = (low + high) / 2
-        if confidence_entropy_fraction(heatmaps, math.exp(middle), distribution) < entropy_fraction:
+        if confidence_entropy_fraction(heatmaps, math.exp(middle)) < entropy_fraction:
             low = middle
         else:
             high = middle

@@ -1,7 +1,7 @@
 """``posealign demo --out DIR [--resume auto]``: the built-in benchmark end to end, no downloads.
 
 Generates the benchmark (once), trains source-only, the oracle, DAML and DAML+ (``daml_plus``: the
-levels made to do measurable work, issue 11), evaluates each on the target test
+settings that make each alignment level do measurable work), evaluates each on the target test
 split (and the source test split and target_val), prints a table like the paper's Table 1,
 writes ``DIR/results.json`` and a report. Finished runs in DIR are reused and stopped ones continue
 from their latest checkpoint (``--resume auto`` says so explicitly; it is what the demo always does).
@@ -22,8 +22,8 @@ from posealign.files import atomic_write_json
 
 # The demo's message in four rows: the gap (source-only, oracle) and how much of it DAML closes. The
 # mean teacher alone (the paper's Table 6 baseline, in `posealign ablate`) would add a fifth adaptation
-# and about 35 s here; `--methods ... mean_teacher` adds it back (issue 15: the demo fits 10 minutes on
-# the slow instances of this machine kind).
+# and about 35 s on a 2-core CPU; `--methods ... mean_teacher` adds it back. Four rows keep the demo
+# within 10 minutes on a 2-core CPU.
 DEMO_METHODS = ("source_only", "oracle", "daml", "daml_plus")
 
 
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
         help="continue stopped runs from their latest checkpoint (always on: finished runs are reused)",
     )
     # Three one-thread workers on two cores: source_only, the oracle and daml's stylized stage 1 start
-    # together, then daml and daml+ adapt side by side from that one stage 1 (measured in the README).
+    # together, then daml and daml+ adapt side by side from that one stage 1.
     add_parallel_arguments(parser, jobs=3)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run")
     parser.set_defaults(func=run)

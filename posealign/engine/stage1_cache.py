@@ -27,9 +27,9 @@ def pretraining_key(config: DictConfig, world_size: int = 1) -> str:
             k: plain["data"][k] for k in ("source", "target", "image_size", "heatmap_size", "sigma", "keypoint_set")
         },
         "model": plain["model"],
-        # Only what stage 1 trains with: the milestones within it, not stage 2's starting lr or clip.
+        # Only what stage 1 trains with: the milestones within it, not stage 2's starting lr.
         "optim": {
-            **{k: v for k, v in plain["optim"].items() if k not in ("adapt_lr", "adapt_grad_clip")},
+            **{k: v for k, v in plain["optim"].items() if k != "adapt_lr"},
             "milestones": [m for m in plain["optim"]["milestones"] if m <= plain["train"]["pretrain_steps"]],
         },
         "augment": plain["augment"],

@@ -300,14 +300,6 @@ def optimization_step(
             f"{checkpoint_path(training.checkpoint_dir, step)}: training diverged ({error}); this checkpoint holds "
             "the last good step, lower optim.lr or check the data"
         ) from None
-    grad_clip = _optim_number(config, "adapt_grad_clip") if stage == "adapt" else None
-    if grad_clip is not None:
-        # On the true gradient: under fp16 the scaler's factor comes off first (its step then skips
-        # the unscaling, and still skips the step when a gradient is not finite).
-        training.scaler.unscale_(training.optimizer)
-        logs["grad_norm_unclipped"] = torch.nn.utils.clip_grad_norm_(
-            method.student.parameters(), grad_clip, foreach=True
-        )
     training.scaler.step(training.optimizer)
     if training.discriminator_optimizer is not None and stage == "adapt":
         training.scaler.step(training.discriminator_optimizer)
@@ -387,7 +379,7 @@ def _announce(config: DictConfig, context: DistributedContext) -> str:
 
 
 def _optim_number(config: DictConfig, key: str) -> float | None:
-    """A nullable ``optim`` setting (``adapt_lr``, ``adapt_grad_clip``) as a number (YAML keeps 1e-4,
+    """A nullable ``optim`` setting (``adapt_lr``) as a number (YAML keeps 1e-4,
     without a dot, as a string), None when unset."""
     value = config.optim.get(key)
     return None if value is None else float(value)

@@ -95,7 +95,7 @@ class TrainingState:
             index: tuple(t.to(device) for t in stats) for index, stats in (state.get("style_cache") or {}).items()
         }
         if method.needs_temperature_calibration and state.get("pose_temperature") is not None:
-            # Calibrated when stage 2 began (a fixed temperature stays the config's).
+            # Calibrated when stage 2 began; without calibration tau stays 1.
             method.pose_temperature = float(state["pose_temperature"])
         rng = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
         if len(rng) == self.context.world_size:

@@ -9,7 +9,8 @@ reader), 2 when it separates every crop. The held-out cross-entropy (ln 2 = 0.69
 reported beside it because it keeps moving where the accuracy saturates. No label is read.
 
 Why crop means: on the built-in benchmarks the release's per-pixel discriminator sits at chance
-(L_adv about 2 ln 2) while this probe separates 96-99 % of held-out crops (README, issue 11).
+(L_adv about 2 ln 2) while this probe separates 96-99 % of held-out crops
+(``benchmarks/domain_gap.py`` on their trained networks).
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ aligns that map, so the network exposes it instead of a hook reaching into its i
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -78,8 +77,8 @@ class SimpleBaseline(nn.Module):
 
     forward: images (B, 3, S, S) in [0, 1] -> heatmaps (B, K, S/r, S/r), features (B, C, S/r, S/r)
     with r = backbone stride / 2**deconv_layers (4 for the paper's ResNet + 3 deconvolutions).
-    ``features_from="backbone"`` returns the backbone's output instead (``backbone_channels`` of them,
-    at the backbone's stride): where the feature level's discriminator looks (``align.feature.layer``).
+    ``features_from="backbone"`` returns the backbone's output instead, at the backbone's stride
+    (:mod:`posealign.metrics.domain_gap` measures the domain gap at either layer).
     """
 
     def __init__(
@@ -93,7 +92,6 @@ class SimpleBaseline(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone, channels, backbone_stride = build_resnet_backbone(backbone, pretrained, backbone_stages)
-        self.backbone_channels = channels
         layers: list[nn.Module] = []
         for _ in range(deconv_layers):
             layers += [
@@ -115,57 +113,21 @@ class SimpleBaseline(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(
-        self, images: torch.Tensor, domains: int = 1, features_from: str = "deconv", joint_features: bool = False
+        self, images: torch.Tensor, domains: int = 1, features_from: str = "deconv"
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``domains`` > 1: the batch is that many equal parts (one per domain), each run on its own, so
         BatchNorm normalises each domain with its own batch statistics and updates its running
         statistics once per part, in order (the released code's ``student(x_s)``, then
         ``student(x_t)``). One call either way, so DDP sees one forward per backward.
-
-        ``joint_features`` (with ``domains`` > 1; ``align.feature.joint_forward``): the heatmaps still
-        come from the per-domain parts, but the features returned come from a second pass of the whole
-        batch as one, BatchNorm on the statistics of all domains together and its running statistics
-        left as the parts set them: what a discriminator needs to see the domains' difference, which
-        per-domain BatchNorm removes, without the heatmaps being normalised with another domain's
-        statistics.
         """
         if domains > 1:
             if images.shape[0] % domains:
                 raise ValueError(f"a batch of {images.shape[0]} does not split into {domains} equal domain parts")
             parts = [self(part, features_from=features_from) for part in images.chunk(domains)]
-            heatmaps = torch.cat([h for h, _ in parts])
-            if joint_features:
-                with frozen_batchnorm_statistics(self):
-                    return heatmaps, self.features(images, features_from)
-            return heatmaps, torch.cat([f for _, f in parts])
-        backbone_features = self.backbone_features(images)
+            return torch.cat([h for h, _ in parts]), torch.cat([f for _, f in parts])
+        backbone_features = self.backbone((images - self.pixel_mean) / self.pixel_std)
         features = self.deconv(backbone_features)
         return self.head(features), backbone_features if features_from == "backbone" else features
-
-    def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone((images - self.pixel_mean) / self.pixel_std)
-
-    def features(self, images: torch.Tensor, features_from: str = "deconv") -> torch.Tensor:
-        """The features of ``forward`` without the heatmaps (the head is not run)."""
-        backbone_features = self.backbone_features(images)
-        return backbone_features if features_from == "backbone" else self.deconv(backbone_features)
-
-
-@contextmanager
-def frozen_batchnorm_statistics(module: nn.Module):
-    """Within it, train-mode BatchNorm still normalises with the batch's statistics but leaves its
-    running statistics (and batch count) as they were: a momentum of 0 keeps the running ones."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in norms]
-    for m in norms:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, (momentum, count) in zip(norms, saved, strict=True):
-            m.momentum = momentum
-            if count is not None:
-                m.num_batches_tracked.copy_(count)
 
 
 def build_pose_model(model_cfg, num_keypoints: int) -> SimpleBaseline:
