@@ -23,7 +23,7 @@ from pathlib import Path
 
 from posealign.errors import DatasetFormatError, UserError
 
-SUBCOMMANDS = ("train", "eval", "demo", "ablate", "data", "style", "predict", "export", "report")
+SUBCOMMANDS = ("train", "config", "eval", "demo", "ablate", "data", "style", "predict", "export", "report")
 
 
 class _IntermixedSubParsers(argparse._SubParsersAction):
