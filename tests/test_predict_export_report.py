@@ -224,6 +224,12 @@ def test_eval_prints_the_demo_table_per_split_and_json_on_request(runs, capsys):
     for line, (name, split) in zip(lines[3:], numbers.items(), strict=True):
         cells = [f"{value:.1f}" for value in [*split["groups"].values(), split["pck"]]]
         assert line.split() == [name, *cells]
+    # data.eval.X=null leaves split X out; with none left, one line says so.
+    assert main(["eval", str(run), "--device", "cpu", "--json", "data.eval.source=null"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"target", "target_val"}
+    nothing = ["data.eval.source=null", "data.eval.target=null", "data.eval.target_val=null"]
+    assert main(["eval", str(run), "--device", "cpu", *nothing]) == 2
+    assert "data.eval is empty" in capsys.readouterr().err
 
 
 def test_config_prints_the_config_a_benchmark_run_saved(runs, capsys):

@@ -2,7 +2,9 @@
 
 Every setting, with its default and a comment, is in posealign/configs/default.yaml; a method preset
 (configs/presets/), then a task preset (configs/tasks/), then key=value overrides are laid over it.
-Own data: --task coco data.source_root=DIR data.target_root=DIR (README, "Your own data").
+Own data: --task coco (the paper's model and schedule) or --task coco_small (the built-in benchmark's)
+with data.source_root=DIR data.target_root=DIR (README, "Your own data"). posealign config shows the
+resolved config without training.
 """
 
 from __future__ import annotations
