@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,13 @@ def test_eval_prints_a_table_and_json_on_request(own_data, capsys, monkeypatch):
         *[f"{v:.1f}" for v in numbers["target"]["groups"].values()],
         f"{numbers['target']['pck']:.1f}",
     ]
+
+
+def test_output_cut_off_by_its_reader_is_no_internal_error():
+    """``posealign config daml | head -3``: the reader is gone before the config is written."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    argv = [sys.executable, "-m", "posealign", "config", "daml", "--task", "benchmark"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    process.stdout.close()  # before the interpreter has even imported posealign
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 141 and err == b"", err.decode()
