@@ -46,12 +46,16 @@ def _read_yaml(kind: str, name: str) -> DictConfig:
 
 
 def _preset_chain(kind: str, name: str) -> DictConfig:
-    """A preset merged over the presets it inherits from (``inherit: other``)."""
+    """A preset merged over the presets it inherits from: ``inherit: other``, or ``inherit: [a, b]``
+    for several parents merged in that order (b's values win over a's, the preset's own over both)."""
     node = _read_yaml(kind, name)
-    parent = node.pop("inherit", None)
-    if parent is None:
+    parents = node.pop("inherit", None)
+    if parents is None:
         return node
-    return OmegaConf.merge(_preset_chain(kind, parent), node)
+    merged = OmegaConf.create()
+    for parent in [parents] if isinstance(parents, str) else list(parents):
+        merged = OmegaConf.merge(merged, _preset_chain(kind, parent))
+    return OmegaConf.merge(merged, node)
 
 
 # Subtrees whose keys are free: a dataset's own options, extra labeled splits to evaluate, the
@@ -177,5 +181,10 @@ def resolved(config: DictConfig) -> DictConfig:
     return copy
 
 
+def config_text(config: DictConfig) -> str:
+    """The resolved config as YAML: what a run saves as ``config.yaml`` and ``posealign config`` prints."""
+    return OmegaConf.to_yaml(resolved(config))
+
+
 def save_config(config: DictConfig, path: str | Path) -> None:
-    atomic_write_text(path, OmegaConf.to_yaml(resolved(config)))
+    atomic_write_text(path, config_text(config))

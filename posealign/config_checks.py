@@ -18,19 +18,22 @@ KEYPOINT_SET_FROM_FILE = "from_file"  # data.keypoint_set: the COCO category of 
 AMP_MODES = ("off", "bf16", "fp16")
 
 
-def check_values(config: DictConfig, *, check_roots: bool = True) -> None:
+def check_values(config: DictConfig, *, check_roots: bool = True, check_machine: bool = True) -> None:
     """Raise a one-line ``UserError`` for the first value the training cannot use.
 
     check_roots: also require each dataset root to be a folder (off while a benchmark that will be
     generated there does not exist yet).
+    check_machine: also check what this machine must provide: a visible GPU for ``run.device=cuda``
+    and the ImageNet weights (downloaded when absent). ``posealign config`` only shows a config.
     """
     _check_counts(config)
     _check_keypoint_set(config)
-    _check_run_settings(config)
+    _check_run_settings(config, check_machine)
     _check_method_choices(config)
     for key, spec in dataset_entries(config):
         _check_dataset_entry(config, key, spec, check_roots)
-    _check_pretrained(config)
+    if check_machine:
+        _check_pretrained(config)
 
 
 def dataset_entries(config: DictConfig) -> list[tuple[str, DictConfig]]:
@@ -126,7 +129,7 @@ def _check_keypoint_set(config: DictConfig) -> None:
         )
 
 
-def _check_run_settings(config: DictConfig) -> None:
+def _check_run_settings(config: DictConfig, check_machine: bool) -> None:
     amp = config.run.amp
     if amp not in AMP_MODES:
         raise UserError(f"run.amp={amp}: must be off, bf16 or fp16")
@@ -136,7 +139,7 @@ def _check_run_settings(config: DictConfig) -> None:
     device = str(config.run.device)
     if device not in ("auto", "cpu") and not device.startswith("cuda"):
         raise UserError(f"run.device={device}: must be auto, cpu, cuda or cuda:N")
-    if device.startswith("cuda"):
+    if check_machine and device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():

@@ -128,11 +128,16 @@ def config_for(preset: str, task: str | None, overrides: list[str] | None = None
 
 
 def format_table(
-    rows: dict[str, dict], groups: list[str], domain: str = "target", spreads: dict[str, dict] | None = None
+    rows: dict[str, dict],
+    groups: list[str],
+    domain: str = "target",
+    spreads: dict[str, dict] | None = None,
+    first_column: str = "Method",
 ) -> str:
-    """Rows = methods, columns = groups + All, PCK in percent (``mean ± std`` when spreads given)."""
+    """Rows = methods (or what ``first_column`` names), columns = groups + All, PCK in percent
+    (``mean ± std`` when spreads given)."""
     width = max([20, *(len(name) + 2 for name in rows)])  # long row names keep the columns aligned
-    header = f"{'Method':<{width}}" + "".join(f"{g:>14}" for g in [*groups, "All"])
+    header = f"{first_column:<{width}}" + "".join(f"{g:>14}" for g in [*groups, "All"])
     lines = [header, "-" * len(header)]
     for name, result in rows.items():
         numbers = result.get(domain)

@@ -147,7 +147,7 @@ def test_export_respects_umask_and_refuses_unwritable_places(own_data, capsys, t
 def test_eval_device_and_keypoint_mismatch(own_data, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(own_data)  # the README's roots are relative
     run = str(own_data / "runs" / "mine")
-    code, out, _ = run_cli(capsys, "eval", run, "--device", "cpu")
+    code, out, _ = run_cli(capsys, "eval", run, "--device", "cpu", "--json")
     assert code == 0 and "target" in json.loads(out)
     write_coco(tmp_path / "four", "val", count=4, names=NAMES[:4])
     code, _, err = run_cli(capsys, "eval", run, f"data.eval.target.root={tmp_path / 'four'}", "--device", "cpu")

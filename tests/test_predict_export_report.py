@@ -1,4 +1,4 @@
-"""predict, export and report on a tiny trained run, and their bad-input errors."""
+"""predict, export, report, eval and config on a tiny trained run, and their bad-input errors."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from posealign.cli import main
@@ -204,9 +205,40 @@ def test_eval_of_an_imagenet_run_loads_no_imagenet_weights(runs, tmp_path, monke
         raise AssertionError("eval tried to load ImageNet weights")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
-    assert main(["eval", str(checkpoint), "--device", "cpu"]) == 0
+    assert main(["eval", str(checkpoint), "--device", "cpu", "--json"]) == 0
     trained = json.loads((runs["source_only"] / "results.json").read_text())
     assert json.loads(capsys.readouterr().out)["target"]["pck"] == trained["target"]["pck"]
+
+
+def test_eval_prints_the_demo_table_per_split_and_json_on_request(runs, capsys):
+    run = runs["source_only"]
+    trained = json.loads((run / "results.json").read_text())
+    assert main(["eval", str(run), "--device", "cpu", "--json"]) == 0
+    numbers = json.loads(capsys.readouterr().out)
+    assert set(numbers) == {"target", "target_val", "source"}
+    assert numbers["target"]["groups"] == trained["target"]["groups"]
+    assert main(["eval", str(run), "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("(source_only, student, step 2), PCK@0.05:")
+    assert lines[1].split() == ["Split", "Sld", "Elb", "Wrist", "Hip", "Knee", "Ankle", "All"]
+    for line, (name, split) in zip(lines[3:], numbers.items(), strict=True):
+        cells = [f"{value:.1f}" for value in [*split["groups"].values(), split["pck"]]]
+        assert line.split() == [name, *cells]
+    # data.eval.X=null leaves split X out; with none left, one line says so.
+    assert main(["eval", str(run), "--device", "cpu", "--json", "data.eval.source=null"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"target", "target_val"}
+    nothing = ["data.eval.source=null", "data.eval.target=null", "data.eval.target_val=null"]
+    assert main(["eval", str(run), "--device", "cpu", *nothing]) == 2
+    assert "data.eval is empty" in capsys.readouterr().err
+
+
+def test_config_prints_the_config_a_benchmark_run_saved(runs, capsys):
+    """The benchmark's root comes from --out (beside the run), as in the run's own config.yaml."""
+    run = runs["oracle"]
+    assert main(["config", "oracle", "--task", "benchmark", "--out", str(run), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert printed == (run / "config.yaml").read_text()
+    assert yaml.safe_load(printed)["data"]["benchmark_root"] == str(run.parent / "benchmark")
 
 
 def test_alignment_diagnostics_plots_the_reversal_cap_only_for_runs_that_logged_it(tmp_path):

@@ -5,14 +5,15 @@ parsed arguments and returning the exit code. Subcommand modules import torch in
 at the top, so ``posealign --help`` answers in well under a second.
 
 Exit codes: 0 done, 2 an error the user can fix (``UserError`` / ``DatasetFormatError``, printed as
-one line), 130 interrupted by Ctrl-C, 1 anything unexpected (one line on the terminal naming a log
-file that keeps the traceback).
+one line), 130 interrupted by Ctrl-C, 141 output no longer read (``| head``), 1 anything unexpected
+(one line on the terminal naming a log file that keeps the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from posealign.errors import DatasetFormatError, UserError
 
-SUBCOMMANDS = ("train", "eval", "demo", "ablate", "data", "style", "predict", "export", "report")
+SUBCOMMANDS = ("train", "config", "eval", "demo", "ablate", "data", "style", "predict", "export", "report")
 
 
 class _IntermixedSubParsers(argparse._SubParsersAction):
@@ -95,13 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader gone early shows here, not as Python's own error at exit
+        return code
     except (UserError, DatasetFormatError, FileNotFoundError) as error:
         print(f"posealign {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"posealign {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader stopped early (`posealign config daml | head`): as for any command killed by SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python exits
+        return 141  # 128 + SIGPIPE, what a shell reports for a command its reader cut off
     except Exception as error:  # noqa: BLE001 - the last resort: never a traceback on the terminal
         interrupted = _training_interrupted(error)
         if interrupted is not None:

@@ -2,7 +2,9 @@
 
 Every setting, with its default and a comment, is in posealign/configs/default.yaml; a method preset
 (configs/presets/), then a task preset (configs/tasks/), then key=value overrides are laid over it.
-Own data: --task coco data.source_root=DIR data.target_root=DIR (README, "Your own data").
+Own data: --task coco (the paper's model and schedule) or --task coco_small (the built-in benchmark's)
+with data.source_root=DIR data.target_root=DIR (README, "Your own data"). posealign config shows the
+resolved config without training.
 """
 
 from __future__ import annotations
@@ -44,16 +46,28 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def with_out(overrides: list[str], out: str | None) -> list[str]:
+    """The command line's overrides with ``--out DIR`` as ``run.out=DIR`` (it wins over them)."""
+    return list(overrides) + ([f"run.out={out}"] if out else [])
+
+
+def checked_config(preset: str, task: str | None, overrides: list[str], *, on_this_machine: bool = True) -> DictConfig:
+    """The run's config with every value checked. on_this_machine=False skips what depends on this
+    machine (data folders, a visible GPU, ImageNet weights): ``posealign config`` only shows it."""
+    config = load_config(preset, task, overrides)
+    uses_benchmark = bool(config.data.get("benchmark_root"))
+    check_values(config, check_roots=on_this_machine and not uses_benchmark, check_machine=on_this_machine)
+    return config
+
+
 def prepared_config(preset: str, task: str | None, overrides: list[str], resume: str | None) -> DictConfig:
     """The run's config with every value and the run folder checked, and the benchmark generated
     when the task uses it; nothing is written before the checks pass."""
     from posealign.engine.run_directory import check_run_directory
 
-    config = load_config(preset, task, overrides)
-    uses_benchmark = bool(config.data.get("benchmark_root"))
-    check_values(config, check_roots=not uses_benchmark)
+    config = checked_config(preset, task, overrides)
     check_run_directory(config, resume is not None)
-    if uses_benchmark:
+    if config.data.get("benchmark_root"):
         from posealign.benchmark.task import ensure_benchmark
 
         ensure_benchmark(config)
@@ -91,8 +105,7 @@ def train_in_fresh_folder(config: DictConfig, resume: str | None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides) + ([f"run.out={args.out}"] if args.out else [])
-    config = prepared_config(args.preset, args.task, overrides, args.resume)
+    config = prepared_config(args.preset, args.task, with_out(args.overrides, args.out), args.resume)
     if args.resume == "auto":
         finished = finished_results(config)
         if finished is not None:
