@@ -2,7 +2,8 @@
 
 Resolution order (later wins): ``configs/default.yaml`` <- method preset (``configs/presets``,
 following its ``inherit`` chain) <- task preset (``configs/tasks``: data, model size, schedule) <-
-command-line overrides. The resolved config is saved as ``config.yaml`` in every run directory.
+command-line overrides. The resolved config is saved as ``config.yaml`` in every run directory,
+under its ``format_version``, and read back over today's defaults by :func:`read_saved_config`.
 """
 
 from __future__ import annotations
