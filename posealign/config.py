@@ -2,13 +2,15 @@
 
 Resolution order (later wins): ``configs/default.yaml`` <- method preset (``configs/presets``,
 following its ``inherit`` chain) <- task preset (``configs/tasks``: data, model size, schedule) <-
-command-line overrides. The resolved config is saved as ``config.yaml`` in every run directory.
+command-line overrides. The resolved config is saved as ``config.yaml`` in every run directory,
+under its ``format_version``, and read back over today's defaults by :func:`read_saved_config`.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -181,10 +183,110 @@ def resolved(config: DictConfig) -> DictConfig:
     return copy
 
 
+# The layout of a saved config (``config.yaml``, a checkpoint's): its ``format_version`` (1: written
+# without one). It goes up when an option's default stops being what runs saved without the option did.
+CONFIG_FORMAT_VERSION = 2
+
+# Keys whose default is not what runs saved before them did: format -> {key: the value that
+# behaves as those runs did}. A config of an older format without the key ran with that value.
+_BEHAVIOUR_BEFORE = {
+    2: {
+        "mean_teacher.student_batchnorm": "joint",  # the student ran once over both domains' batch
+        "mean_teacher.consistency_mask": "zero_outside",  # L_cons zeroed outside the overlap, mean over all pixels
+    },
+}
+
+# Options that no longer exist, with the value runs had when they left the option alone: a saved
+# config that holds one at that value ran as runs do now; at another value, it used what is gone.
+REMOVED_OPTIONS = {
+    "align.feature.warmup": 0.0,
+    "align.feature.layer": "deconv",
+    "align.feature.spectral_norm": False,
+    "align.feature.decide_per": "pixel",
+    "align.feature.joint_forward": False,
+    "align.pose.distribution": "axes",
+    "align.pose.temperature": 1.0,
+    "optim.adapt_grad_clip": None,
+    "align.image.per_sample": False,
+    "align.image.patch_size": 4,
+}
+
+
 def config_text(config: DictConfig) -> str:
     """The resolved config as YAML: what a run saves as ``config.yaml`` and ``posealign config`` prints."""
-    return OmegaConf.to_yaml(resolved(config))
+    return f"format_version: {CONFIG_FORMAT_VERSION}\n" + OmegaConf.to_yaml(resolved(config))
 
 
 def save_config(config: DictConfig, path: str | Path) -> None:
     atomic_write_text(path, config_text(config))
+
+
+@dataclass
+class SavedConfig:
+    """A saved config read for comparison with today's: ``config`` is it over today's defaults;
+    ``ran_with`` holds the keys it was saved without whose default changed since, at the value the
+    run behaved as (also in ``config``), so it never compares equal to a config with the new default."""
+
+    config: DictConfig
+    ran_with: dict[str, object]
+    origin: str
+
+
+def read_saved_config(
+    saved: DictConfig | dict, origin: str, format_version: int | None = None, defaults: DictConfig | None = None
+) -> SavedConfig:
+    """``saved`` (a run's resolved config; ``origin`` names its file in messages) made comparable
+    with a config of today (``defaults``: ``configs/default.yaml``). Its format is ``format_version``,
+    else its own ``format_version`` key, else 1. An option removed from the defaults is dropped at
+    the value runs had without it, and refused at another (a UserError: the run used what no longer
+    exists)."""
+    saved = OmegaConf.create(saved if isinstance(saved, dict) else OmegaConf.to_container(saved))
+    written = saved.pop("format_version", None)
+    version = int(format_version if format_version is not None else written if written is not None else 1)
+    if version > CONFIG_FORMAT_VERSION:
+        raise UserError(
+            f"{origin}: saved in config format {version}, this posealign reads up to {CONFIG_FORMAT_VERSION}; update posealign"
+        )
+    if defaults is None:
+        defaults = OmegaConf.load(str(CONFIG_ROOT / "default.yaml"))
+    for key, value in REMOVED_OPTIONS.items():
+        if OmegaConf.select(defaults, key, default=_ABSENT) is not _ABSENT:
+            continue  # still an option here
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(saved, parent, default=None)
+        if not isinstance(node, DictConfig) or leaf not in node:
+            continue
+        if node[leaf] != value:
+            raise UserError(
+                f"{origin}: the run used {key}={node[leaf]}, an option that no longer exists; rerun it into another --out"
+            )
+        del node[leaf]
+    ran_with = {}
+    for since, keys in _BEHAVIOUR_BEFORE.items():
+        if version >= since:
+            continue
+        for key, value in keys.items():
+            if OmegaConf.select(saved, key, default=_ABSENT) is _ABSENT:
+                OmegaConf.update(saved, key, value, force_add=True)
+                ran_with[key] = value
+    return SavedConfig(OmegaConf.merge(defaults, saved), ran_with, origin)
+
+
+def check_same_behaviour(saved: SavedConfig, config: DictConfig) -> None:
+    """A UserError when ``config`` would continue or stand for ``saved`` with a default that changed
+    since the run was saved; names each such key, its old and new behaviour, and how to keep the old."""
+    changed = {key: value for key, value in saved.ran_with.items() if OmegaConf.select(config, key) != value}
+    if not changed:
+        return
+    defaults = OmegaConf.load(str(CONFIG_ROOT / "default.yaml"))
+    keys = " and ".join(
+        f"{key} (whose default changed from {value} to {OmegaConf.select(defaults, key)})"
+        for key, value in changed.items()
+    )
+    keep = " ".join(f"{key}={value}" for key, value in changed.items())
+    raise UserError(
+        f"{saved.origin} was saved without {keys}: rerun it into another --out (or delete it), or pass {keep} to keep its behaviour"
+    )
+
+
+_ABSENT = object()

@@ -93,7 +93,7 @@ METHOD_CHOICES = {
     "mean_teacher.student_batchnorm": ("per_domain", "joint"),
     "mean_teacher.teacher_target": ("gaussian", "normalize"),
     "mean_teacher.gate": ("quantile", "random"),
-    "mean_teacher.consistency_mask": ("valid_pixels", "none"),
+    "mean_teacher.consistency_mask": ("valid_pixels", "none", "zero_outside"),
     "align.image.encoder": ("vgg19", "patch"),
     "align.feature.grl": ("constant", "dann"),
     "align.pose.variant": ("paper", "release"),

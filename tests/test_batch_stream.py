@@ -54,3 +54,15 @@ def test_each_rank_takes_its_share():
     for rank in (0, 1):
         stream = BatchStream(Numbered(), 3, seed=2, rank=rank, world_size=2)
         assert [next(stream)["index"].tolist() for _ in range(6)] == expected_batches(2, 3, 2, rank, 2)
+
+
+def test_skip_to_stands_where_drawing_that_many_batches_does():
+    expected = expected_batches(4, 5, seed=3)  # 4 batches an epoch
+    for drawn in range(10):
+        stream = BatchStream(Numbered(), 5, seed=3)
+        for _ in range(drawn):
+            next(stream)
+        skipped = BatchStream(Numbered(), 5, seed=3)
+        skipped.skip_to(drawn)
+        assert skipped.state_dict() == stream.state_dict(), drawn
+        assert [next(skipped)["index"].tolist() for _ in range(3)] == expected[drawn : drawn + 3]

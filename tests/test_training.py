@@ -200,31 +200,6 @@ def test_sigterm_saves_then_resume_completes(reference_run, benchmark_root, tmp_
     assert_same_networks(out, reference_run[0])
 
 
-def test_stage_one_from_the_cache_equals_training_it(reference_run, benchmark_root, tmp_path, capsys):
-    cache = tmp_path / "cache"
-    # mt_image trains and caches the stylized stage 1; daml, which also builds a discriminator,
-    # reuses it and must end where the reference daml run (no cache) ended.
-    code, stdout, _ = run_cli(
-        capsys,
-        train_argv(tmp_path / "mt_image", benchmark_root, *SCHEDULE, f"run.pretrain_cache={cache}", preset="mt_image"),
-    )
-    assert code == 0 and "reusing" not in stdout
-    assert len(list(cache.glob("pretrain_*.pt"))) == 1
-    code, stdout, _ = run_cli(
-        capsys, train_argv(tmp_path / "daml", benchmark_root, *SCHEDULE, f"run.pretrain_cache={cache}")
-    )
-    assert code == 0 and "reusing stage 1" in stdout
-    assert_same_networks(tmp_path / "daml", reference_run[0])
-    assert final_numbers(tmp_path / "daml") == final_numbers(reference_run[0])
-    # A stage 1 without stylization (the mean teacher's) is another entry, not this one.
-    code, stdout, _ = run_cli(
-        capsys,
-        train_argv(tmp_path / "mt", benchmark_root, *SCHEDULE, f"run.pretrain_cache={cache}", preset="mean_teacher"),
-    )
-    assert code == 0 and "reusing" not in stdout
-    assert len(list(cache.glob("pretrain_*.pt"))) == 2
-
-
 def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(
         '{"step": 1, "kind": "train"}\n{"step": 2, "kind": "train"}\n{"step": 3, "ki'

@@ -204,6 +204,18 @@ class BatchStream:
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "consumed": self.consumed, "world_size": self.world_size}
 
+    def skip_to(self, batches: int) -> None:
+        """The position after ``batches`` batches drawn from the start, where ``batches`` calls of
+        ``next`` would leave it (without reading the data)."""
+        if batches <= 0:
+            self.epoch, self.consumed = 0, 0
+        else:
+            self.epoch, self.consumed = (
+                (batches - 1) // self.batches_per_epoch,
+                (batches - 1) % self.batches_per_epoch + 1,
+            )
+        self._iterator = None
+
     def load_state_dict(self, state: dict) -> None:
         """Continue where ``state`` stopped. Saved with another number of ranks, the shares of the
         permutation differ: the same epoch continues at the same fraction of it (the batches are not

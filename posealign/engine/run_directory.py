@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from posealign.config import CONFIG_ROOT, resolved, save_config
+from posealign.config import check_same_behaviour, read_saved_config, resolved, save_config
 from posealign.engine.text_log import TextLog
 from posealign.errors import UserError
 from posealign.files import atomic_write_text
@@ -47,9 +47,11 @@ def comparable_config(config: DictConfig) -> dict:
 def load_saved_config(path: Path) -> DictConfig:
     """A run's saved ``config.yaml``, with every key added to ``configs/default.yaml`` since it was
     saved filled in with its default. A new option's default keeps the behaviour runs had before it
-    existed (the rule every option here follows), so the filled-in config still describes the run,
-    and a run that sets the option otherwise is another run."""
-    return OmegaConf.merge(OmegaConf.load(str(CONFIG_ROOT / "default.yaml")), OmegaConf.load(path))
+    existed, so the filled-in config still describes the run, and a run that sets the option
+    otherwise is another run. The options whose default did not (by the file's ``format_version``)
+    are filled with the value the run behaved as, and removed options are dropped
+    (:func:`posealign.config.read_saved_config`)."""
+    return read_saved_config(OmegaConf.load(path), str(path)).config
 
 
 def check_run_directory(config: DictConfig, resume: bool) -> Path:
@@ -61,8 +63,10 @@ def check_run_directory(config: DictConfig, resume: bool) -> Path:
     run_dir = Path(config.run.out)
     saved = run_dir / "config.yaml"
     if saved.is_file():
-        previous = load_saved_config(saved)
+        saved_run = read_saved_config(OmegaConf.load(saved), str(saved))
+        previous = saved_run.config
         if comparable_config(previous) != comparable_config(config):
+            check_same_behaviour(saved_run, config)  # a default that changed since: say which, and how to keep it
             changed = _first_difference(comparable_config(previous), comparable_config(config))
             raise UserError(
                 f"{run_dir}: holds a different run (differs at {changed}); choose another --out or delete it"

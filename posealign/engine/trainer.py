@@ -176,7 +176,10 @@ def maybe_reuse_stage1(training: TrainingState, cache_file: Path | None, step: i
     pretrain_steps, _ = _schedule(training.config)
     if cache_file is None or step != 0 or pretrain_steps == 0 or not cache_file.is_file():
         return step
-    reuse_stage1(training, cache_file)
+    refused = reuse_stage1(training, cache_file)
+    if refused:
+        _say(training.context, refused)
+        return step
     _say(training.context, f"reusing stage 1 from {cache_file}")
     return pretrain_steps
 

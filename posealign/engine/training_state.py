@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from posealign.config import resolved
+from posealign.config import CONFIG_FORMAT_VERSION, check_same_behaviour, read_saved_config, resolved
 from posealign.engine.checkpoint import (
     checkpoint_path,
     load_checkpoint,
@@ -52,6 +52,7 @@ class TrainingState:
         """The checkpoint after ``step`` steps (every rank must call it: it gathers their RNG states)."""
         method = self.method
         return {
+            "format_version": CONFIG_FORMAT_VERSION,  # of "config" below
             "step": step,
             "student": unwrap_model(method.student).state_dict(),
             "teacher": method.teacher.state_dict() if method.teacher is not None else None,
@@ -119,6 +120,10 @@ class TrainingState:
         A checkpoint of another run is a UserError."""
         state = load_checkpoint(path)
         _check_same_keypoints(state, self.keypoint_set, path)
+        if state.get("config") is not None:
+            # A checkpoint saved before a default changed continues only with its old behaviour.
+            saved = read_saved_config(state["config"], str(path), int(state.get("format_version", 1)))
+            check_same_behaviour(saved, self.config)
         try:
             self.load_state_dict(state)
         except (KeyError, RuntimeError, ValueError) as error:

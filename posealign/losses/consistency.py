@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-CONSISTENCY_MASKS = ("valid_pixels", "none")
+CONSISTENCY_MASKS = ("valid_pixels", "none", "zero_outside")
 
 
 def consistency_loss(
@@ -20,7 +20,8 @@ def consistency_loss(
     confident keypoints; valid: (B, 1, H, W) bool, pixels both views saw.
     ``mask``: ``valid_pixels`` takes the mean over the valid pixels only (the released ``ConsLoss``
     given a ``valid_mask``); ``none`` over every pixel, valid or not (the released training, which
-    passes no mask).
+    passes no mask); ``zero_outside`` over every pixel with the invalid ones counted as zero (how
+    runs saved without this option trained: their ``config.yaml`` has no ``consistency_mask``).
     """
     if mask not in CONSISTENCY_MASKS:
         raise ValueError(f"mean_teacher.consistency_mask must be one of {CONSISTENCY_MASKS}, not {mask!r}")
@@ -28,5 +29,7 @@ def consistency_loss(
     if mask == "none":
         return per_pixel.mean()
     valid = valid[:, 0].to(per_pixel.dtype)
+    if mask == "zero_outside":
+        return (per_pixel * valid).mean()
     # An all-invalid batch gives 0 (the released code's mean of an empty selection would be NaN).
     return (per_pixel * valid).sum() / valid.sum().clamp(min=1.0)
