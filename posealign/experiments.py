@@ -12,6 +12,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from posealign.config import load_config, resolved
+from posealign.cpus import usable_cpus
 from posealign.engine.run_directory import comparable_config, load_saved_config
 
 
@@ -59,7 +60,7 @@ def run_presets(planned: list[PlannedRun], jobs: int = 1, threads: int = 0) -> l
     """
     if jobs <= 1 or len(planned) <= 1:
         return [run_preset(p.preset, p.task, p.out, list(p.overrides)) for p in planned]
-    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads or worker_threads(jobs)
     waits_for, priority, cache_files = _stage1_dependencies(planned)
     results: dict[int, dict] = {}
     running: dict[Future, int] = {}
@@ -86,6 +87,11 @@ def run_presets(planned: list[PlannedRun], jobs: int = 1, threads: int = 0) -> l
                 results[index] = future.result()  # a worker's error (or TrainingInterrupted) surfaces here
                 print(f"{results[index]['method']}: done ({planned[index].out})", flush=True)
     return [results[i] for i in range(len(planned))]
+
+
+def worker_threads(jobs: int) -> int:
+    """Torch threads per worker when ``jobs`` workers share the CPUs this process may use."""
+    return max(1, usable_cpus() // max(1, jobs))
 
 
 def _stage1_dependencies(planned: list[PlannedRun]) -> tuple[list[int | None], list[float], list[Path | None]]:
