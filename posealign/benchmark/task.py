@@ -48,9 +48,7 @@ def ensure_benchmark(config: DictConfig) -> Path:
             "would change. Pass data.benchmark_root=ANOTHER_FOLDER, or delete the folder to regenerate it"
         )
     # The files are identical for any number of rendering processes.
-    return generate_benchmark(
-        root, image_size=image_size, sizes=sizes, seed=seed, workers=usable_cpus(), body=body
-    )
+    return generate_benchmark(root, image_size=image_size, sizes=sizes, seed=seed, workers=usable_cpus(), body=body)
 
 
 def _describe(marker: Path) -> str:

@@ -1,7 +1,8 @@
 """posealign train --preset P [--task T] [--out DIR] [--resume auto|CKPT] key=value ...
 
-Every setting, with its default and a comment, is in posealign/configs/default.yaml; a method preset
-(configs/presets/), then a task preset (configs/tasks/), then key=value overrides are laid over it.
+Every setting, with its default and a comment, is in posealign/configs/default.yaml; a task preset
+(configs/tasks/), then a method preset (configs/presets/), then key=value overrides are laid over it
+(a later layer wins: the preset's method settings over the task's, the command line over both).
 Own data: --task coco data.source_root=DIR data.target_root=DIR (README, "Your own data").
 """
 
@@ -18,7 +19,7 @@ from omegaconf import DictConfig
 
 from posealign.cli import add_command_parser
 from posealign.config import available_presets, available_tasks, load_config
-from posealign.config_checks import check_values
+from posealign.config_checks import check_overrides_act, check_values
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default_preset: str = "source_only") -> None:
@@ -51,6 +52,7 @@ def prepared_config(preset: str, task: str | None, overrides: list[str], resume:
 
     config = load_config(preset, task, overrides)
     uses_benchmark = bool(config.data.get("benchmark_root"))
+    check_overrides_act({preset: config}, overrides)
     check_values(config, check_roots=not uses_benchmark)
     check_run_directory(config, resume is not None)
     if uses_benchmark:
