@@ -116,9 +116,9 @@ def run_presets(planned: list[PlannedRun], jobs: int = 1, threads: int = 0) -> l
                     results[index] = future.result()
                     print(f"{results[index]['method']}: done ({planned[index].out})", flush=True)
         except KeyboardInterrupt:
-            # Ctrl-C reaches the workers too; a SIGINT sent to this process alone is passed on, so
-            # no worker trains on unwatched while the pool waits for it.
-            workers.signal(signal.SIGINT, [planned[i].out for i in running.values()])
+            # Workers ignore SIGINT outside their training loop (see _start_worker); SIGTERM stops
+            # each one wherever it is, so none trains on unwatched while the pool waits for it.
+            workers.signal(signal.SIGTERM, [planned[i].out for i in running.values()])
             raise
     return [results[i] for i in range(len(planned))]
 
@@ -137,8 +137,9 @@ def _stop_the_others(
     interrupted = _is_interrupted(error)
     if not interrupted:
         print(f"{run.preset}: failed ({run.out}): {_one_line(error)}; stopping the other runs", file=sys.stderr)
-    signum = int(getattr(error, "signum", signal.SIGTERM)) if interrupted else signal.SIGTERM
-    workers.signal(signum, [planned[i].out for i in running.values()])
+    # SIGTERM: a worker in its training loop saves a checkpoint and stops; one still setting up its
+    # run (SIGINT ignored there) ends at once, with nothing to save yet.
+    workers.signal(signal.SIGTERM, [planned[i].out for i in running.values()])
     wait(running)
     stopped = [planned[i] for future, i in running.items() if future.exception() is not None]
     not_run = [planned[i] for i in pending]
@@ -185,10 +186,11 @@ def _one_line(error: BaseException) -> str:
 
 
 def _is_interrupted(error: BaseException) -> bool:
-    """A training stopped by SIGINT/SIGTERM (its checkpoint saved), as a worker sends it back."""
+    """A training stopped by SIGINT/SIGTERM (its checkpoint saved), as a worker sends it back, or a
+    Ctrl-C that came before the training loop."""
     from posealign.engine.interrupts import TrainingInterrupted
 
-    return isinstance(error, TrainingInterrupted)
+    return isinstance(error, TrainingInterrupted | KeyboardInterrupt)
 
 
 class _Workers:
@@ -217,7 +219,11 @@ _worker_pids = None  # in a worker process: where it says which run it starts
 
 
 def _start_worker(threads: int, pids) -> None:
+    """A worker ignores Ctrl-C except inside a training loop, which saves a checkpoint and stops on it
+    (the trainer's handler); elsewhere a KeyboardInterrupt would only kill an idle worker with a
+    traceback, the parent stops them (:func:`run_presets`)."""
     global _worker_pids
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_pids = pids
     _set_threads(threads)
 

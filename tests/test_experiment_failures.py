@@ -42,15 +42,14 @@ def test_a_failed_run_stops_the_others_and_names_its_log_and_the_runs_not_starte
     on_benchmark = (*TINY, f"data.benchmark_root={benchmark_root}")
     # Thousands of steps: it would train for minutes if nothing stopped it.
     long = PlannedRun("source_only", "benchmark", tmp_path / "long", (*on_benchmark, "train.pretrain_steps=3000"))
-    quick = PlannedRun("source_only", "benchmark", tmp_path / "quick", (*on_benchmark, "train.pretrain_steps=2"))
+    # Long enough that the long run is in its training loop when the broken run starts after it.
+    quick = PlannedRun("source_only", "benchmark", tmp_path / "quick", (*on_benchmark, "train.pretrain_steps=20"))
     # Fails at once (its data root does not exist), in the worker the quick run leaves free.
     missing = ["data.source_root=/nonexistent/source", "data.target_root=/nonexistent/target"]
     broken = PlannedRun("source_only", "coco", tmp_path / "broken", (*TINY[:-2], *missing, "train.pretrain_steps=1"))
     after = PlannedRun("oracle", "benchmark", tmp_path / "after", (*on_benchmark, "train.pretrain_steps=1"))
-    started = time.monotonic()
     with pytest.raises(UserError) as raised:
         run_presets([long, quick, broken, after], jobs=2, threads=1)
-    elapsed = time.monotonic() - started
     message = str(raised.value)
     assert "\n" not in message
     log = tmp_path / "broken.error.log"  # it failed before its run folder existed
@@ -64,7 +63,6 @@ def test_a_failed_run_stops_the_others_and_names_its_log_and_the_runs_not_starte
     assert (quick.out / "results.json").is_file()
     assert not (long.out / "results.json").exists()
     assert list((long.out / "checkpoints").glob("step_*.pt"))
-    assert elapsed < 120
 
 
 def _workers_of(pid: int) -> list[int]:
@@ -91,9 +89,9 @@ def test_ctrl_c_in_an_ablation_worker_exits_130_with_a_plain_line(tmp_path):
         text=True,
     )
     try:
-        log = out / "seed0" / "source_only" / "metrics.jsonl"
+        logs = [out / "seed0" / row / "metrics.jsonl" for row in ("source_only", "oracle")]
         deadline = time.monotonic() + 180
-        while not (log.is_file() and log.read_text().strip()):  # that run is inside its training loop
+        while not all(log.is_file() and log.read_text().strip() for log in logs):  # both in their training loops
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "timed out waiting for the training to start"
             time.sleep(0.05)
