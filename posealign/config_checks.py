@@ -312,8 +312,9 @@ def override_keys(overrides: list[str]) -> list[str]:
 
 
 def _settings_under(key: str, inactive: dict[str, str]) -> list[str]:
-    """The inactive settings an override of ``key`` sets: the key itself, or those below a section."""
-    return [name for name in inactive if name == key or name.startswith(key + ".")]
+    """The inactive settings an override of ``key`` sets: the key itself, those below a section it
+    names, or the section it is inside (``mean_teacher.occlusion.probability``)."""
+    return [name for name in inactive if name == key or name.startswith(key + ".") or key.startswith(name + ".")]
 
 
 def check_overrides_act(configs: dict[str, DictConfig], overrides: list[str]) -> None:

@@ -57,6 +57,8 @@ def test_a_typed_setting_of_a_level_that_is_off_is_an_error(capsys, tmp_path):
     assert "align.pose.diversity_weight: does nothing in preset 'mean_teacher' (align.pose.enabled=false)" in err
     err = one_error_line(capsys, [*argv, "mean_teacher.momentum=0.9"])
     assert "mean_teacher.momentum: does nothing" in err
+    err = one_error_line(capsys, [*argv, "mean_teacher.occlusion.probability=0.1"])  # inside a section
+    assert "mean_teacher.occlusion.probability: does nothing" in err
     # The level's own switch, and settings of levels that are on, pass (to the missing data root).
     for ok in ("align.feature.enabled=false", "train.batch_size=2"):
         assert "/nonexistent/source" in one_error_line(capsys, [*argv, ok])
