@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import time
@@ -38,6 +37,7 @@ import torch
 
 from posealign.cli.train_command import prepared_config
 from posealign.config import load_config
+from posealign.cpus import usable_cpus
 from posealign.engine.data import adapts, build_run_data, to_batch
 from posealign.engine.device_settings import use_channels_last
 from posealign.engine.distributed import setup_distributed
@@ -55,7 +55,7 @@ def machine() -> str:
     except OSError:
         pass
     gpu = f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})" if torch.cuda.is_available() else "no GPU"
-    return f"{cpu} ({os.cpu_count()} cores), {gpu}; torch {torch.__version__}, kornia {kornia.__version__}"
+    return f"{cpu} ({usable_cpus()} usable cores), {gpu}; torch {torch.__version__}, kornia {kornia.__version__}"
 
 
 def synchronize(device: torch.device) -> None:

@@ -1,9 +1,12 @@
 """Configuration: the defaults, a method preset, a task preset and ``key=value`` overrides.
 
-Resolution order (later wins): ``configs/default.yaml`` <- method preset (``configs/presets``,
-following its ``inherit`` chain) <- task preset (``configs/tasks``: data, model size, schedule) <-
-command-line overrides. The resolved config is saved as ``config.yaml`` in every run directory,
-under its ``format_version``, and read back over today's defaults by :func:`read_saved_config`.
+Resolution order (later wins): ``configs/default.yaml`` <- task preset (``configs/tasks``: data,
+model size, schedule, and method defaults scaled to them) <- method preset (``configs/presets``,
+following its ``inherit`` chain) <- command-line overrides. A preset's method settings thus win over
+a task's (``daml_plus``'s ``align.feature.lr`` over the benchmark's), and a task's data and model
+stand because presets do not set them. The resolved config is saved as ``config.yaml`` in every
+run directory, under its ``format_version``, and read back over today's defaults by
+:func:`read_saved_config`.
 """
 
 from __future__ import annotations

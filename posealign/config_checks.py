@@ -8,6 +8,7 @@ the fix, raised before a run folder or a benchmark exists, so the corrected comm
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -30,6 +31,7 @@ def check_values(config: DictConfig, *, check_roots: bool = True, check_machine:
     _check_keypoint_set(config)
     _check_run_settings(config, check_machine)
     _check_method_choices(config)
+    _check_combinations(config)
     for key, spec in dataset_entries(config):
         _check_dataset_entry(config, key, spec, check_roots)
     if check_machine:
@@ -212,3 +214,112 @@ def download_weights(url: str, destination: Path) -> None:
 
     destination.parent.mkdir(parents=True, exist_ok=True)
     torch.hub.download_url_to_file(url, str(destination), progress=True)
+
+
+def _check_combinations(config: DictConfig) -> None:
+    """Settings each valid alone that cannot run together."""
+    feature = config.align.feature
+    if feature.get("reversal_cap") is not None and feature.enabled and config.mean_teacher.enabled:
+        # The cap measures the student's gradient at every stage-2 step with extra backward passes
+        # through a retained graph, which neither DDP's reducer nor a compiled student allows (the
+        # trainer's own gradient diagnostics are off there for the same reason).
+        fix = "pass align.feature.reversal_cap=null"
+        if config.run.compile:
+            raise UserError(
+                f"align.feature.reversal_cap={feature.reversal_cap} needs a gradient measurement at every step, "
+                f"which a compiled student cannot give; {fix} or run.compile=false"
+            )
+        ranks = int(os.environ.get("WORLD_SIZE", "1"))
+        if ranks > 1:
+            raise UserError(
+                f"align.feature.reversal_cap={feature.reversal_cap} needs a gradient measurement at every step, "
+                f"which DDP ({ranks} ranks) cannot give; {fix} or train on one process"
+            )
+
+
+# Each level's settings (a key prefix) and the switches that must all be on for them to act: the
+# feature and pose levels run only in stage 2, which the mean teacher makes.
+LEVEL_SWITCHES = (
+    ("mean_teacher", ("mean_teacher.enabled",)),
+    ("align.image", ("align.image.enabled",)),
+    ("align.feature", ("mean_teacher.enabled", "align.feature.enabled")),
+    ("align.pose", ("mean_teacher.enabled", "align.pose.enabled")),
+)
+
+
+def inactive_settings(config: DictConfig) -> dict[str, str]:
+    """Every setting of a level this run leaves off -> the switches that are off
+    (``mean_teacher.enabled=false, align.feature.enabled=false``).
+
+    Their values change nothing in the run (whatever they are); the switches themselves are not listed.
+    """
+    plain = OmegaConf.to_container(config, resolve=True)
+    inactive: dict[str, str] = {}
+    for prefix, switches in LEVEL_SWITCHES:
+        off = [switch for switch in switches if not OmegaConf.select(config, switch)]
+        if not off:
+            continue
+        section = plain
+        for part in prefix.split("."):
+            section = section.get(part) or {}
+        for name in section:
+            key = f"{prefix}.{name}"
+            if key not in (switch for _, group in LEVEL_SWITCHES for switch in group):
+                inactive[key] = ", ".join(f"{switch}=false" for switch in off)
+    return inactive
+
+
+def inactive_changes(config: DictConfig) -> dict[str, str]:
+    """The settings of :func:`inactive_settings` whose value differs from ``configs/default.yaml``: a
+    task or preset that sets them for every method (the benchmark task's discriminator channels) is
+    not wrong, but the run's log says they did nothing."""
+    from posealign.config import CONFIG_ROOT
+
+    defaults = OmegaConf.load(str(CONFIG_ROOT / "default.yaml"))
+    return {
+        key: switch
+        for key, switch in inactive_settings(config).items()
+        if _plain(OmegaConf.select(config, key)) != _plain(OmegaConf.select(defaults, key))
+    }
+
+
+def describe_inactive(changes: dict[str, str]) -> str:
+    """One line for the run's log: the settings that did nothing, grouped by the switch that is off."""
+    by_switch: dict[str, list[str]] = {}
+    for key, switch in changes.items():
+        by_switch.setdefault(switch, []).append(key)
+    groups = "; ".join(f"{', '.join(keys)} ({switches})" for switches, keys in by_switch.items())
+    return f"warning: settings of levels that are off change nothing in this run: {groups}"
+
+
+def _plain(value):
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def override_keys(overrides: list[str]) -> list[str]:
+    """The keys of ``key=value`` overrides, as given."""
+    return [item.partition("=")[0].strip() for item in overrides if "=" in item]
+
+
+def _settings_under(key: str, inactive: dict[str, str]) -> list[str]:
+    """The inactive settings an override of ``key`` sets: the key itself, those below a section it
+    names, or the section it is inside (``mean_teacher.occlusion.probability``)."""
+    return [name for name in inactive if name == key or name.startswith(key + ".") or key.startswith(name + ".")]
+
+
+def check_overrides_act(configs: dict[str, DictConfig], overrides: list[str]) -> None:
+    """A ``key=value`` the user typed for a level that is off in every run it applies to is an error:
+    the user asked for something the run(s) would not do. ``configs``: run name -> its config."""
+    names = list(configs)
+    inactive = {name: inactive_settings(config) for name, config in configs.items()}
+    for key in override_keys(overrides):
+        per_run = [_settings_under(key, inactive[name]) for name in names]
+        if not all(per_run):
+            continue  # some run uses it (a section override counts when any of its keys is used)
+        if len(names) == 1:
+            switches = inactive[names[0]][per_run[0][0]]
+            raise UserError(
+                f"{key}: does nothing in preset {configs[names[0]].preset!r} ({switches}); drop it, or choose "
+                "a preset that turns its level on"
+            )
+        raise UserError(f"{key}: does nothing in any of the runs {names} (its level is off in each); drop it")

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
+import sys
+import time
+import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
 from posealign.config import load_config, resolved
+from posealign.cpus import usable_cpus
 from posealign.engine.run_directory import comparable_config, load_saved_config
+from posealign.errors import UserError
 
 
 def split_overrides(names: list[str], overrides: list[str]) -> tuple[list[str], list[str]]:
@@ -47,6 +53,11 @@ class PlannedRun:
     overrides: tuple[str, ...] = ()
 
 
+class RunFailed(RuntimeError):
+    """A run of an experiment failed with an unexpected error; the message names the run, the log
+    that keeps its traceback, the runs stopped and the runs not started."""
+
+
 def run_presets(planned: list[PlannedRun], jobs: int = 1, threads: int = 0) -> list[dict]:
     """The results of every planned run, in order; finished runs are reused.
 
@@ -56,36 +67,175 @@ def run_presets(planned: list[PlannedRun], jobs: int = 1, threads: int = 0) -> l
     each convolution). A run that reuses another's stage 1 (``run.pretrain_cache``) starts when that
     stage 1 is in the cache (written whole, at the end of the producer's stage 1) or its producer has
     finished, so no stage 1 is trained twice and two adaptations from one stage 1 run side by side.
+
+    When a run fails, the others stop at once (SIGTERM: each saves a checkpoint, so the same command
+    continues them) and the error names the failed run's log, the runs stopped and those never
+    started (a ``UserError`` when the run's own error was one). A run stopped by a signal stops the
+    others the same way and its ``TrainingInterrupted`` is raised.
     """
     if jobs <= 1 or len(planned) <= 1:
-        return [run_preset(p.preset, p.task, p.out, list(p.overrides)) for p in planned]
-    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+        finished = []
+        for index, run in enumerate(planned):
+            try:
+                finished.append(run_preset(run.preset, run.task, run.out, list(run.overrides)))
+            except Exception as error:
+                if _is_interrupted(error):
+                    raise
+                raise _failure(run, error, [], planned[index + 1 :]) from error
+        return finished
+    threads = threads or worker_threads(jobs)
     waits_for, priority, cache_files = _stage1_dependencies(planned)
     results: dict[int, dict] = {}
     running: dict[Future, int] = {}
     pending = list(range(len(planned)))
     context = get_context("spawn")  # a forked process would inherit torch's thread pools mid-state
+    workers = _Workers(context)
     with ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_set_threads, initargs=(threads,)
+        max_workers=jobs, mp_context=context, initializer=_start_worker, initargs=(threads, workers.pids)
     ) as pool:
-        while pending or running:
-            ready = [i for i in pending if waits_for[i] is None or waits_for[i] in results or cache_files[i].is_file()]
-            for index in sorted(ready, key=lambda i: -priority[i]):  # the longest path first
-                if len(running) == jobs:
-                    break
-                pending.remove(index)
-                run = planned[index]
-                running[
-                    pool.submit(run_preset, run.preset, run.task, run.out, [*run.overrides, "run.progress=false"])
-                ] = index
-            # While a run waits for a stage 1 still in training, look for its cache file every few seconds.
-            waiting = any(waits_for[i] is not None for i in pending)
-            done, _ = wait(running, timeout=2.0 if waiting else None, return_when=FIRST_COMPLETED)
-            for future in done:
-                index = running.pop(future)
-                results[index] = future.result()  # a worker's error (or TrainingInterrupted) surfaces here
-                print(f"{results[index]['method']}: done ({planned[index].out})", flush=True)
+        try:
+            while pending or running:
+                ready = [
+                    i for i in pending if waits_for[i] is None or waits_for[i] in results or cache_files[i].is_file()
+                ]
+                for index in sorted(ready, key=lambda i: -priority[i]):  # the longest path first
+                    if len(running) == jobs:
+                        break
+                    pending.remove(index)
+                    run = planned[index]
+                    overrides = [*run.overrides, "run.progress=false"]
+                    running[pool.submit(_run_in_worker, run.preset, run.task, run.out, overrides)] = index
+                # While a run waits for a stage 1 still in training, look for its cache file every few seconds.
+                waiting = any(waits_for[i] is not None for i in pending)
+                done, _ = wait(running, timeout=2.0 if waiting else None, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = running.pop(future)
+                    error = future.exception()
+                    if error is not None:
+                        _stop_the_others(planned, index, error, running, pending, workers)
+                    results[index] = future.result()
+                    print(f"{results[index]['method']}: done ({planned[index].out})", flush=True)
+        except KeyboardInterrupt:
+            # Workers ignore SIGINT outside their training loop (see _start_worker); SIGTERM stops
+            # each one wherever it is, so none trains on unwatched while the pool waits for it.
+            workers.signal(signal.SIGTERM, [planned[i].out for i in running.values()])
+            raise
     return [results[i] for i in range(len(planned))]
+
+
+def _stop_the_others(
+    planned: list[PlannedRun],
+    index: int,
+    error: BaseException,
+    running: dict[Future, int],
+    pending: list[int],
+    workers: _Workers,
+) -> None:
+    """Run ``index`` ended with ``error``: say so now, stop every running worker (each saves a
+    checkpoint) and wait for them, then raise: the run's ``TrainingInterrupted``, or the failure."""
+    run = planned[index]
+    interrupted = _is_interrupted(error)
+    if not interrupted:
+        print(f"{run.preset}: failed ({run.out}): {_one_line(error)}; stopping the other runs", file=sys.stderr)
+    # SIGTERM: a worker in its training loop saves a checkpoint and stops; one still setting up its
+    # run (SIGINT ignored there) ends at once, with nothing to save yet.
+    workers.signal(signal.SIGTERM, [planned[i].out for i in running.values()])
+    wait(running)
+    stopped = [planned[i] for future, i in running.items() if future.exception() is not None]
+    not_run = [planned[i] for i in pending]
+    if interrupted:
+        if not_run:
+            print(f"not started: {_names(not_run)}", file=sys.stderr)
+        raise error
+    raise _failure(run, error, stopped, not_run) from error
+
+
+def _failure(run: PlannedRun, error: BaseException, stopped: list[PlannedRun], not_run: list[PlannedRun]) -> Exception:
+    """The one-line error for a failed run, after its traceback is kept in its log."""
+    from posealign.errors import DatasetFormatError
+
+    log = _keep_traceback(run.out, error)
+    message = f"{run.preset} ({run.out}) failed: {_one_line(error)} (traceback in {log})"
+    if stopped:
+        message += f"; stopped (the same command continues them): {_names(stopped)}"
+    if not_run:
+        message += f"; not started: {_names(not_run)}"
+    if isinstance(error, UserError | DatasetFormatError | FileNotFoundError):
+        return UserError(message)
+    return RunFailed(message)
+
+
+def _keep_traceback(out: Path, error: BaseException) -> Path:
+    """Append ``error``'s traceback (a worker's included) to the run's ``train.log``; a run that failed
+    before its folder was made gets ``OUT.error.log`` beside it (a folder without ``config.yaml``
+    would block the corrected command)."""
+    log = out / "train.log" if (out / "config.yaml").is_file() else out.parent / f"{out.name}.error.log"
+    text = "".join(traceback.format_exception(error))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as handle:
+        handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} failed:\n{text}")
+    return log
+
+
+def _names(runs: list[PlannedRun]) -> str:
+    return ", ".join(f"{run.preset} ({run.out})" for run in runs)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _is_interrupted(error: BaseException) -> bool:
+    """A training stopped by SIGINT/SIGTERM (its checkpoint saved), as a worker sends it back, or a
+    Ctrl-C that came before the training loop."""
+    from posealign.engine.interrupts import TrainingInterrupted
+
+    return isinstance(error, TrainingInterrupted | KeyboardInterrupt)
+
+
+class _Workers:
+    """Which worker process trains which run (a worker says so when it starts one), to signal them."""
+
+    def __init__(self, context) -> None:
+        self.pids = context.SimpleQueue()
+        self._pid_of: dict[str, int] = {}
+
+    def signal(self, signum: int, runs: list[Path]) -> None:
+        """Send ``signum`` to the workers training ``runs`` (not to idle ones: the pool would break)."""
+        while not self.pids.empty():
+            pid, out = self.pids.get()
+            self._pid_of[out] = pid
+        for out in runs:
+            pid = self._pid_of.get(str(out))
+            if pid is None:
+                continue  # submitted but not yet started: the pool will not start it
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:  # a worker that has already gone
+                pass
+
+
+_worker_pids = None  # in a worker process: where it says which run it starts
+
+
+def _start_worker(threads: int, pids) -> None:
+    """A worker ignores Ctrl-C except inside a training loop, which saves a checkpoint and stops on it
+    (the trainer's handler); elsewhere a KeyboardInterrupt would only kill an idle worker with a
+    traceback, the parent stops them (:func:`run_presets`)."""
+    global _worker_pids
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_pids = pids
+    _set_threads(threads)
+
+
+def _run_in_worker(preset: str, task: str | None, out: Path, overrides: list[str]) -> dict:
+    _worker_pids.put((os.getpid(), str(out)))
+    return run_preset(preset, task, out, overrides)
+
+
+def worker_threads(jobs: int) -> int:
+    """Torch threads per worker when ``jobs`` workers share the CPUs this process may use."""
+    return max(1, usable_cpus() // max(1, jobs))
 
 
 def _stage1_dependencies(planned: list[PlannedRun]) -> tuple[list[int | None], list[float], list[Path | None]]:

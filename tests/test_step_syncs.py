@@ -1,28 +1,39 @@
 """The per-step helpers on a device never wait for it: the batched augmentation draws its parameters
 on the host, the heatmap targets and inverse warps make nothing from host lists; and on the CPU each
-gives exactly what it gave before."""
+gives what its formula says, worked out here by hand (the point each matrix sends a pixel or keypoint
+to, the Gaussian at each pixel), not with the functions under test."""
 
 from __future__ import annotations
 
+import math
+
 import torch
-from kornia.geometry.transform import warp_affine
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from posealign.augmentation import BatchAugmenter, ViewAugmentation, sample_affine_matrices
-from posealign.warps import transform_keypoints, warp_images
+from posealign.augmentation import BatchAugmenter, ViewAugmentation
 
 # Operations that copy a device value to the host, so the host waits for the device's queue.
 DEVICE_READS = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.is_nonzero.default"}
 
 
-def augment_as_before(augmenter: BatchAugmenter, images, keypoints, visible):
-    """BatchAugmenter.__call__ as it was (parameters drawn on the images' device), kept as the reference."""
-    matrices = sample_affine_matrices(images.shape[0], augmenter.size, augmenter.view, images.device)
-    views = augmenter.color(warp_images(images, matrices, augmenter.size))
-    moved = transform_keypoints(keypoints, matrices)
-    inside = ((moved >= 0) & (moved <= augmenter.size - 1)).all(-1)
-    return views, matrices, moved, visible & inside
+def by_hand_affine(matrices: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """(B, N, 2) points through (B, 3, 3) matrices: (M [x, y, 1]^T) without the last row."""
+    return matrices[:, None, :2, :2].matmul(points[..., None]).squeeze(-1) + matrices[:, None, :2, 2]
+
+
+def pixel_grid(size: int) -> torch.Tensor:
+    """(size*size, 2) x, y of every pixel centre, row by row."""
+    ys, xs = torch.meshgrid(
+        torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij"
+    )
+    return torch.stack([xs.flatten(), ys.flatten()], -1)
+
+
+def ramp(points: torch.Tensor) -> torch.Tensor:
+    """A linear image per channel, c0 + c1 x + c2 y: bilinear sampling reproduces it exactly."""
+    coefficients = torch.tensor([[0.1, 0.010, 0.003], [0.2, -0.002, 0.012], [0.7, -0.005, -0.004]], dtype=points.dtype)
+    return coefficients[:, 0] + points[..., :1] * coefficients[:, 1] + points[..., 1:] * coefficients[:, 2]
 
 
 def inputs(device: str = "cpu", size: int = 48):
@@ -33,16 +44,32 @@ def inputs(device: str = "cpu", size: int = 48):
     return images.to(device), keypoints.to(device), visible.to(device)
 
 
-def test_cpu_views_are_those_of_the_previous_implementation():
-    augmenter = BatchAugmenter(ViewAugmentation(), 48)
-    images, keypoints, visible = inputs()
+def test_cpu_views_and_keypoints_are_where_each_matrix_sends_them():
+    size = 48
+    augmenter = BatchAugmenter(ViewAugmentation(color_jitter=0.0), size)  # geometry only
+    _, keypoints, visible = inputs(size=size)
+    grid = pixel_grid(size)
+    images = ramp(grid).T.reshape(1, 3, size, size).float().expand(5, -1, -1, -1).contiguous()
     for seed in (0, 1, 2):
         torch.manual_seed(seed)
-        expected = augment_as_before(augmenter, images, keypoints, visible)
-        torch.manual_seed(seed)
-        got = augmenter(images, keypoints, visible)
-        for name, a, b in zip(("views", "matrices", "keypoints", "visible"), got, expected, strict=True):
-            assert torch.equal(a, b), f"{name} differ at seed {seed}"
+        views, matrices, moved, visible_in_view = augmenter(images, keypoints, visible)
+        m = matrices.double()
+        expected_moved = by_hand_affine(m, keypoints.double())
+        torch.testing.assert_close(moved.double(), expected_moved, rtol=0, atol=1e-4)
+        inside = ((expected_moved >= 0) & (expected_moved <= size - 1)).all(-1)
+        assert torch.equal(visible_in_view, visible & inside)
+        assert not inside.all() and inside.any()  # both cases are exercised
+        # View pixel p shows the image at M^-1 p; on the linear ramp that value is exact wherever
+        # M^-1 p is at least a pixel inside the image (the zero padding reaches one pixel in).
+        source = by_hand_affine(torch.linalg.inv(m), grid.expand(5, -1, -1))
+        interior = ((source >= 1) & (source <= size - 2)).all(-1)
+        expected = ramp(source).permute(0, 2, 1).reshape(5, 3, size, size)
+        got = views.double()
+        mask = interior.reshape(5, 1, size, size).expand(-1, 3, -1, -1)
+        assert mask.float().mean() > 0.3
+        torch.testing.assert_close(got[mask], expected[mask], rtol=0, atol=1e-4)
+        outside = ((source < -1) | (source > size)).any(-1).reshape(5, 1, size, size).expand(-1, 3, -1, -1)
+        assert (got[outside] == 0).all()  # nothing comes from outside the image
 
 
 class DeviceReads(TorchDispatchMode):
@@ -105,23 +132,40 @@ def test_heatmap_targets_and_inverse_warps_make_nothing_from_host_lists(monkeypa
     assert common.shape == (5, 16, 16, 16) and valid.shape == (5, 1, 16, 16)
 
 
-def test_heatmap_targets_and_inverse_warps_are_unchanged_on_the_cpu():
-    from posealign.heatmaps import _gaussian_maps, render_gaussian_heatmaps
+def test_heatmap_targets_and_inverse_warps_follow_their_formulas_on_the_cpu():
+    from posealign.heatmaps import render_gaussian_heatmaps
     from posealign.warps import inverse_warp_heatmaps
 
     torch.manual_seed(3)
     _, matrices, moved, visible = BatchAugmenter(ViewAugmentation(), 64)(*inputs(size=64))
     heatmaps, weights = render_gaussian_heatmaps(moved, visible, 16, 2.0, 4.0)
-    # The previous formulas, with the divisor and scale made from host lists and inv's checked inverse.
-    centres = moved / torch.tensor([4.0, 4.0])
-    inside = ((centres >= -0.5) & (centres < 15.5)).all(-1)
-    expected_weights = (visible & inside).float()
-    assert torch.equal(weights, expected_weights)
-    assert torch.equal(heatmaps, _gaussian_maps(centres, 16, 16, 2.0) * expected_weights[..., None, None])
-    scale = torch.tensor([0.25, 0.25, 1.0])
-    expected_inverse = torch.linalg.inv(scale.view(1, 3, 1) * matrices / scale.view(1, 1, 3))
-    common, valid = inverse_warp_heatmaps(heatmaps, matrices, 4.0)
-    expected = warp_affine(
-        torch.cat([heatmaps, torch.ones(5, 1, 16, 16)], 1), expected_inverse[:, :2], (16, 16), align_corners=True
-    )
-    assert torch.equal(common, expected[:, :-1]) and torch.equal(valid, expected[:, -1:] > 0.999)
+    # Each map by hand: exp(-((x - x0)^2 + (y - y0)^2) / (2 sigma^2)) at every pixel, centre = keypoint / 4,
+    # an all-zero map and weight 0 for a keypoint invisible or centred outside [-0.5, 15.5).
+    for b in range(5):
+        for k in range(16):
+            x0, y0 = (moved[b, k].double() / 4).tolist()
+            used = bool(visible[b, k]) and -0.5 <= x0 < 15.5 and -0.5 <= y0 < 15.5
+            assert weights[b, k] == float(used)
+            expected = torch.zeros(16, 16, dtype=torch.float64)
+            if used:
+                for y in range(16):
+                    for x in range(16):
+                        expected[y, x] = math.exp(-((x - x0) ** 2 + (y - y0) ** 2) / 8.0)
+            torch.testing.assert_close(heatmaps[b, k].double(), expected, rtol=0, atol=1e-6)
+    assert 0 < weights.sum() < weights.numel()
+
+    # The inverse warp: common-frame pixel p takes the view map's value at D M D^-1 p (D = diag(1/4)),
+    # valid where that point lies in the view; on a linear map the value is exact.
+    grid = pixel_grid(16)
+    view_maps = ramp(grid).T.reshape(1, 3, 16, 16).float().expand(5, -1, -1, -1).contiguous()
+    scale = torch.diag(torch.tensor([0.25, 0.25, 1.0], dtype=torch.float64))
+    on_grid = scale @ matrices.double() @ torch.linalg.inv(scale)
+    target = by_hand_affine(on_grid, grid.expand(5, -1, -1))
+    common, valid = inverse_warp_heatmaps(view_maps, matrices, 4.0)
+    inside = ((target >= 0) & (target <= 15)).all(-1).reshape(5, 1, 16, 16)
+    clear = ((target >= 0.01) & (target <= 14.99)).all(-1) | ((target < -0.01) | (target > 15.01)).any(-1)
+    clear = clear.reshape(5, 1, 16, 16)  # away from the view's edge by more than float error
+    assert torch.equal(valid[clear], inside[clear]) and inside.any() and not inside.all()
+    expected = ramp(target).permute(0, 2, 1).reshape(5, 3, 16, 16)
+    mask = inside.expand(-1, 3, -1, -1) & clear.expand(-1, 3, -1, -1)
+    torch.testing.assert_close(common.double()[mask], expected[mask], rtol=0, atol=1e-4)

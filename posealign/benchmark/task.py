@@ -4,13 +4,13 @@ by default) where the config expects it, once."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from posealign.benchmark.body_plans import BODY_PLANS
 from posealign.benchmark.generate import benchmark_is_complete, benchmark_is_upgradable, generate_benchmark
+from posealign.cpus import usable_cpus
 from posealign.errors import UserError
 
 
@@ -48,9 +48,7 @@ def ensure_benchmark(config: DictConfig) -> Path:
             "would change. Pass data.benchmark_root=ANOTHER_FOLDER, or delete the folder to regenerate it"
         )
     # The files are identical for any number of rendering processes.
-    return generate_benchmark(
-        root, image_size=image_size, sizes=sizes, seed=seed, workers=os.cpu_count() or 1, body=body
-    )
+    return generate_benchmark(root, image_size=image_size, sizes=sizes, seed=seed, workers=usable_cpus(), body=body)
 
 
 def _describe(marker: Path) -> str:

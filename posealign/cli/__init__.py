@@ -130,10 +130,11 @@ def one_line(error: BaseException) -> str:
 def _training_interrupted(error: BaseException) -> int | None:
     """The exit code for a training stopped by a signal (128 + its number), None for other errors.
 
-    The trainer module is looked up, not imported: if it never ran, this cannot be its error.
+    The module that defines the error is looked up, not imported: if it was never loaded (by this
+    process's training, or by unpickling a worker's error), this cannot be its error.
     """
-    trainer = sys.modules.get("posealign.engine.trainer")
-    if trainer is None or not isinstance(error, trainer.TrainingInterrupted):
+    interrupts = sys.modules.get("posealign.engine.interrupts")
+    if interrupts is None or not isinstance(error, interrupts.TrainingInterrupted):
         return None
     return 128 + signal_number(error)
 

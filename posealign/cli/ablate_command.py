@@ -10,11 +10,12 @@ others from source_only's, so rows with the same stage 1 differ only by their ad
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from posealign.cli import add_command_parser, add_parallel_arguments
+from posealign.cli import add_command_parser, add_parallel_arguments, signal_number
 from posealign.config import load_config
-from posealign.config_checks import check_values
+from posealign.config_checks import check_overrides_act, check_values
 from posealign.errors import UserError
 from posealign.files import atomic_write_json
 
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     args.rows, args.overrides = split_overrides(args.rows, args.overrides)
     from posealign.benchmark.task import ensure_benchmark
+    from posealign.engine.interrupts import TrainingInterrupted
     from posealign.experiments import (
         PlannedRun,
         config_for,
@@ -80,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if uses_benchmark:
         shared.append(f"data.benchmark_root={out / 'benchmark'}")
-    for row in args.rows:  # every value checked before the benchmark or a run folder is written
-        config = load_config(row, args.task, [*shared, f"run.out={out / 'seed0' / row}"])
+    configs = {row: load_config(row, args.task, [*shared, f"run.out={out / 'seed0' / row}"]) for row in args.rows}
+    check_overrides_act(configs, args.overrides)
+    for config in configs.values():  # every value checked before the benchmark or a run folder is written
         check_values(config, check_roots=not config.data.get("benchmark_root"))
     if uses_benchmark:
         ensure_benchmark(config_for("source_only", args.task, [*shared, f"run.out={out / 'probe'}"]))
@@ -90,8 +93,13 @@ def run(args: argparse.Namespace) -> int:
         for seed in seeds
         for row in args.rows
     ]
+    try:
+        finished = run_presets(planned, args.jobs, args.threads)
+    except TrainingInterrupted as error:  # a worker's Ctrl-C or SIGTERM: each run saved a checkpoint
+        print(f"posealign ablate: {error}; run the same ablate command to continue", file=sys.stderr)
+        return 128 + signal_number(error)
     per_row: dict[str, list[dict]] = {}
-    for results in run_presets(planned, args.jobs, args.threads):
+    for results in finished:
         per_row.setdefault(results["method"], []).append(results)
     first = next(iter(per_row.values()))[0]
     groups = list(first["target"]["groups"]) if "target" in first else []

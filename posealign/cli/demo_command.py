@@ -16,7 +16,7 @@ from pathlib import Path
 
 from posealign.cli import add_command_parser, add_parallel_arguments, signal_number
 from posealign.config import load_config
-from posealign.config_checks import check_values
+from posealign.config_checks import check_overrides_act, check_values
 from posealign.errors import UserError
 from posealign.files import atomic_write_json
 
@@ -61,8 +61,12 @@ def run(args: argparse.Namespace) -> int:
         f"data.benchmark_root={out / 'benchmark'}",
         f"run.pretrain_cache={out / 'pretrain_cache'}",
     ]
-    for method in args.methods:  # every value checked before the benchmark or a run folder is written
-        check_values(load_config(method, "benchmark", [*shared, f"run.out={out / method}"]), check_roots=False)
+    configs = {
+        method: load_config(method, "benchmark", [*shared, f"run.out={out / method}"]) for method in args.methods
+    }
+    check_overrides_act(configs, args.overrides)
+    for config in configs.values():  # every value checked before the benchmark or a run folder is written
+        check_values(config, check_roots=False)
     ensure_benchmark(config_for("source_only", "benchmark", [*shared, f"run.out={out / 'source_only'}"]))
     print(f"benchmark ready in {out / 'benchmark'} ({time.time() - started:.0f} s)")
     planned = [PlannedRun(method, "benchmark", out / method, tuple(shared)) for method in args.methods]

@@ -1,7 +1,8 @@
 """posealign train --preset P [--task T] [--out DIR] [--resume auto|CKPT] key=value ...
 
-Every setting, with its default and a comment, is in posealign/configs/default.yaml; a method preset
-(configs/presets/), then a task preset (configs/tasks/), then key=value overrides are laid over it.
+Every setting, with its default and a comment, is in posealign/configs/default.yaml; a task preset
+(configs/tasks/), then a method preset (configs/presets/), then key=value overrides are laid over it
+(a later layer wins: the preset's method settings over the task's, the command line over both).
 Own data: --task coco (the paper's model and schedule) or --task coco_small (the built-in benchmark's)
 with data.source_root=DIR data.target_root=DIR (README, "Your own data"). posealign config shows the
 resolved config without training.
@@ -20,7 +21,7 @@ from omegaconf import DictConfig
 
 from posealign.cli import add_command_parser
 from posealign.config import available_presets, available_tasks, load_config
-from posealign.config_checks import check_values
+from posealign.config_checks import check_overrides_act, check_values
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default_preset: str = "source_only") -> None:
@@ -56,6 +57,7 @@ def checked_config(preset: str, task: str | None, overrides: list[str], *, on_th
     machine (data folders, a visible GPU, ImageNet weights): ``posealign config`` only shows it."""
     config = load_config(preset, task, overrides)
     uses_benchmark = bool(config.data.get("benchmark_root"))
+    check_overrides_act({preset: config}, overrides)
     check_values(config, check_roots=on_this_machine and not uses_benchmark, check_machine=on_this_machine)
     return config
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from posealign.config_checks import describe_inactive, inactive_changes
 from posealign.data.batch import Batch
 from posealign.engine.checkpoint import checkpoint_path, latest_checkpoint
 from posealign.engine.data import RunData, adapts, build_run_data, collate, to_batch
@@ -75,6 +76,8 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext) 
     cache_file = stage1_cache_file(config, context.world_size)
     step = maybe_reuse_stage1(training, cache_file, step)
     log.note(_announce(config, context))
+    if inactive_changes(config):  # a task's settings for every preset, say: not wrong, but not used here
+        log.note(describe_inactive(inactive_changes(config)))
 
     pretrain_steps, total_steps = _schedule(config)
     training.method.set_train_mode()

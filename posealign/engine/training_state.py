@@ -124,6 +124,7 @@ class TrainingState:
             # A checkpoint saved before a default changed continues only with its old behaviour.
             saved = read_saved_config(state["config"], str(path), int(state.get("format_version", 1)))
             check_same_behaviour(saved, self.config)
+        _check_pose_temperature(state, self.method, int(self.config.train.pretrain_steps), path)
         try:
             self.load_state_dict(state)
         except (KeyError, RuntimeError, ValueError) as error:
@@ -150,4 +151,19 @@ def _check_same_keypoints(state: dict, keypoint_set: KeypointSet, path: Path) ->
     if saved is not None and list(saved) != list(keypoint_set.names):
         raise UserError(
             f"{path}: checkpoint is for keypoint set {state['keypoint_set']['name']!r} ({len(saved)} keypoints), this run uses {keypoint_set.name!r}; use a matching checkpoint"
+        )
+
+
+def _check_pose_temperature(state: dict, method: MultiLevelAlignment, pretrain_steps: int, path: Path) -> None:
+    """A stage-2 checkpoint of a run whose pose temperature is calibrated must carry that temperature:
+    without it the pose level would go on at the config's tau (1: where its gradient all but vanishes),
+    and recalibrating on the partly adapted network would give another tau than the run had."""
+    if not method.needs_temperature_calibration or state.get("pose_temperature") is not None:
+        return
+    step = int(state["step"])
+    if step > pretrain_steps:  # at the end of stage 1 the temperature is calibrated when stage 2 begins
+        raise UserError(
+            f"{path}: checkpoint of stage 2 (step {step}) holds no calibrated pose temperature "
+            "(align.pose.calibrate_temperature_to), so its run cannot go on as it was; resume from a "
+            f"checkpoint of stage 1 (step {pretrain_steps} or before) or train again"
         )
