@@ -67,12 +67,14 @@ def write_coco(root: Path, split: str, count: int = 8, names: list[str] = NAMES,
     return path
 
 
-def readme_block(section: str) -> list[str]:
-    """The first bash block of a README section as argv words (continuation lines joined)."""
+def readme_block(section: str) -> list[list[str]]:
+    """The commands of the first bash block of a README section, each as argv words (continuation
+    lines joined, comments dropped)."""
     text = (REPO / "README.md").read_text()
     body = text.split(f"## {section}\n", 1)[1]
     block = re.search(r"```bash\n(.*?)```", body, re.S).group(1)
-    return shlex.split(block.replace("\\\n", " "))
+    lines = block.replace("\\\n", " ").splitlines()
+    return [words for words in (shlex.split(line, comments=True) for line in lines) if words]
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, list[str]]:
@@ -98,12 +100,23 @@ def own_data(tmp_path_factory) -> Path:
     write_coco(base / "data" / "synth", "train")
     write_coco(base / "data" / "real", "train")
     write_coco(base / "data" / "real", "val", count=4)
-    argv = readme_block("Your own data")
-    assert argv[0] == "posealign"
+    photos = base / "photos"
+    photos.mkdir()
+    for image in sorted((base / "data" / "real").rglob("*.png"))[:2]:
+        (photos / image.name).write_bytes(image.read_bytes())
+    commands = readme_block("Your own data")
+    assert [argv[:2] for argv in commands][:3] == [
+        ["posealign", "data"],
+        ["posealign", "train"],
+        ["posealign", "train"],
+    ]
     previous = Path.cwd()
     os.chdir(base)
     try:
-        assert main([*argv[1:], *TINY]) == 0
+        for argv in commands:
+            assert argv[0] == "posealign"
+            # Every command as written; training with tiny sizes and steps.
+            assert main([*argv[1:], *(TINY if argv[1] == "train" else [])]) == 0, argv
     finally:
         os.chdir(previous)
     return base
@@ -123,7 +136,7 @@ def test_readme_own_data_block_runs_as_written(own_data):
 def test_resume_auto_on_a_finished_run_says_so(own_data, capsys, monkeypatch):
     monkeypatch.chdir(own_data)
     metrics = (own_data / "runs" / "mine" / "metrics.jsonl").read_text()
-    code, _, err = run_cli(capsys, *readme_block("Your own data")[1:], *TINY, "--resume", "auto")
+    code, _, err = run_cli(capsys, *readme_block("Your own data")[1][1:], *TINY, "--resume", "auto")
     assert code == 0 and "is finished" in err[0]
     assert (own_data / "runs" / "mine" / "metrics.jsonl").read_text() == metrics
 
