@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from config_paths import leaf_values
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -188,17 +189,6 @@ def test_a_negative_diversity_weight_is_a_one_line_error():
         check_values(config, check_roots=False)
 
 
-def _flat(node, prefix: str = "") -> dict:
-    """Every leaf of a config or YAML mapping -> its value (lists are leaves)."""
-    flat = {}
-    for key, value in node.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 @pytest.mark.parametrize(
     "preset, parent",
     [("daml_plus", "daml"), ("mt_image_pose_tau", "mt_image_pose"), ("mt_image_feature_joint", "mt_image_feature")],
@@ -210,14 +200,15 @@ def test_new_presets_change_only_what_they_say(preset, parent):
     from posealign.config import CONFIG_ROOT
 
     resolved = {
-        name: _flat(OmegaConf.to_container(load_config(name, "benchmark"), resolve=True)) for name in (preset, parent)
+        name: leaf_values(OmegaConf.to_container(load_config(name, "benchmark"), resolve=True))
+        for name in (preset, parent)
     }
     differing = {
         key
         for key in resolved[preset].keys() | resolved[parent].keys()
         if resolved[preset].get(key) != resolved[parent].get(key)
     }
-    own = _flat(OmegaConf.to_container(OmegaConf.load(str(CONFIG_ROOT / "presets" / f"{preset}.yaml"))))
+    own = leaf_values(OmegaConf.to_container(OmegaConf.load(str(CONFIG_ROOT / "presets" / f"{preset}.yaml"))))
     own.pop("inherit")
     assert differing - {"preset", "run.out"} == set(own)  # run.out is runs/${method}
     assert {key: resolved[preset][key] for key in own} == own

@@ -182,6 +182,44 @@ def test_the_documents_have_command_blocks():
     assert len(bash_blocks(REPOSITORY / "docs" / "reproducing.md")) == 1
 
 
+def test_the_paper_table_commands_run_with_the_weights_they_name(tmp_path, monkeypatch):
+    """docs/reproducing.md's block as a run checks it before training, with the data roots and
+    weight files it names made here: the image level gets the weights, and without them is refused."""
+    import torch
+
+    from posealign.cli.train_command import prepared_config
+    from posealign.errors import UserError
+
+    [block] = bash_blocks(REPOSITORY / "docs" / "reproducing.md")
+    commands = [argv[1:] for argv in recorded_commands(block, tmp_path)]
+    assert [c[0] for c in commands] == ["style", "train", "train", "ablate"]
+    assert "--encoder-weights" in commands[0]
+    mapping = {"/data/surreal": tmp_path / "surreal", "/data/lsp": tmp_path / "lsp", "/weights": tmp_path / "weights"}
+    for folder in mapping.values():
+        folder.mkdir()
+    torch.save({}, mapping["/weights"] / "vgg_normalised.pth")
+    (tmp_path / "style").mkdir()
+    torch.save({}, tmp_path / "style" / "decoder.pt")
+
+    def local(word: str) -> str:
+        for old, new in mapping.items():
+            word = word.replace(old, str(new))
+        return word
+
+    monkeypatch.chdir(tmp_path)
+    for command in commands[1:3]:  # the two train lines
+        argv = [local(word) for word in command]
+        overrides = [w for w in argv if "=" in w and not w.startswith("--")]
+        overrides += [f"run.out={option(argv, '--out')}", "model.pretrained=none"]  # no ImageNet download
+        preset, task = option(argv, "--preset"), option(argv, "--task")
+        config = prepared_config(preset, task, overrides, resume=None)
+        if config.align.image.enabled:
+            assert config.align.image.decoder_weights.endswith("decoder.pt")
+            bare = [w for w in overrides if not w.startswith("align.image.")]
+            with pytest.raises(UserError, match="random networks"):
+                prepared_config(preset, task, bare, resume=None)
+
+
 # --- wording --------------------------------------------------------------------------------------
 
 # Written in pieces so that this file does not match itself.

@@ -8,6 +8,7 @@ import json
 import math
 
 import torch
+from config_paths import leaf_values
 from omegaconf import OmegaConf
 
 from posealign.cli import main
@@ -16,23 +17,13 @@ from posealign.config import load_config
 TINY_DATA = "data.benchmark_sizes={source_train: 4, source_test: 2, target_train: 4, target_test: 2, target_val: 2}"
 
 
-def _flat(node, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in node.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def test_paper_scale_task_has_the_paper_settings():
     # configs/default.yaml holds the paper's values (METHOD.md), and the paper-scale task inherits the
     # small benchmark's scaled-down ones: every setting of the run must be the paper's except where
     # the task has to differ (the benchmark's files, run settings, the weight-free image encoder and
     # the schedule's length), so a benchmark value the task forgot to take back shows here.
-    paper = _flat(OmegaConf.to_container(load_config("daml", None, ["run.out=/tmp/x"]), resolve=True))
-    scaled = _flat(
+    paper = leaf_values(OmegaConf.to_container(load_config("daml", None, ["run.out=/tmp/x"]), resolve=True))
+    scaled = leaf_values(
         OmegaConf.to_container(load_config("daml", "benchmark_paper_scale", ["run.out=/tmp/x"]), resolve=True)
     )
     differing = {key for key in paper.keys() | scaled.keys() if paper.get(key) != scaled.get(key)}
