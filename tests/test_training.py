@@ -266,6 +266,17 @@ def test_the_run_lock_names_its_holder_and_is_released(tmp_path):
         pass
 
 
+def test_resume_after_the_last_step_only_evaluates(reference_run, benchmark_root, tmp_path, capsys):
+    # Stopped during the final evaluation: final.pt is written, results.json is not.
+    out = tmp_path / "run"
+    shutil.copytree(reference_run[0], out)
+    (out / "results.json").unlink()
+    argv = [*train_argv(out, benchmark_root, *SCHEDULE), "--resume", "auto"]
+    code, stdout, _ = run_cli(capsys, argv)
+    assert code == 0 and f"resumed from {out / 'checkpoints' / 'final.pt'} at step 10" in stdout
+    assert final_numbers(out) == final_numbers(reference_run[0])
+
+
 def test_stage_one_from_the_cache_equals_training_it(reference_run, benchmark_root, tmp_path, capsys):
     cache = tmp_path / "cache"
     # mt_image trains and caches the stylized stage 1; daml, which also builds a discriminator,

@@ -19,7 +19,8 @@ _NAME = re.compile(r"step_(\d+)\.pt$")
 def rng_state() -> dict:
     """Every generator's state as tensors and plain data, so a checkpoint loads with ``weights_only``."""
     name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-    numpy_state = (name, torch.from_numpy(keys.copy()), position, has_gauss, cached_gaussian)
+    # int64: a uint32 tensor does not survive the plain pickling of all_gather_object.
+    numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian)
     state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -40,6 +41,10 @@ def checkpoint_path(directory: Path, step: int) -> Path:
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
+    """The checkpoint ``--resume auto`` continues from: ``final.pt`` once training reached its end
+    (the evaluation after it may not have finished), else the newest ``step_N.pt``."""
+    if (directory / "final.pt").is_file():
+        return directory / "final.pt"
     candidates = [(int(m.group(1)), p) for p in directory.glob("step_*.pt") if (m := _NAME.search(p.name))]
     return max(candidates)[1] if candidates else None
 

@@ -255,7 +255,8 @@ def run_steps(
                     f"stopped by signal {stop.received} at step {step}; checkpoint saved, continue with --resume auto",
                     signum=stop.received,
                 )
-            if step % int(config.run.checkpoint_every) == 0 or step == end:
+            # The last stage's end is checkpoints/final.pt, written next.
+            if step < total_steps and (step % int(config.run.checkpoint_every) == 0 or step == end):
                 training.save(step)
     except BaseException as error:
         with suppress(AttributeError):  # an exception type without attributes of its own
