@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,14 +20,14 @@ from typing import Any
 from posealign.errors import UserError
 
 
-def load_torch_file(
-    path: str | Path, what: str, fix: str, *, weights_only: bool = True, missing_fix: str | None = None
-) -> Any:
+def load_torch_file(path: str | Path, what: str, fix: str, *, missing_fix: str | None = None) -> Any:
     """``torch.load`` onto the CPU, or ``"{path}: {what} not found; {missing_fix}"`` /
     ``"{path}: cannot read {what} ({error type}); {fix}"`` as a ``UserError``.
 
-    ``weights_only=False`` only for the project's own checkpoints (they hold RNG states and Python
-    tuples); files from elsewhere are read as plain tensors.
+    Always ``weights_only``, whoever wrote the file: only tensors, plain containers and numbers, and
+    numeric numpy arrays (the RNG states of checkpoints written before they were stored as tensors)
+    are unpickled; a file whose pickle would call anything else, and so could run any code, is
+    refused with ``"{path}: refused to load {what}: ..."`` and nothing of it runs.
     """
     path = Path(path)
     if not path.is_file():
@@ -34,9 +35,37 @@ def load_torch_file(
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        with torch.serialization.safe_globals(_numpy_array_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for a file it cannot read
+        refused = _refused_global(error)
+        if refused is not None:
+            raise UserError(
+                f"{path}: refused to load {what}: its pickle would call {refused}, and a pickle can run any code "
+                f"that way; only tensors and plain data are read from torch files; {fix}"
+            ) from None
         raise UserError(f"{path}: cannot read {what} ({type(error).__name__}); {fix}") from None
+
+
+def _numpy_array_globals() -> list:
+    """What unpickling a numeric numpy array needs (its constructor, class and dtypes): builds data, runs no code."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+    codes = "?" + np.typecodes["AllInteger"] + np.typecodes["AllFloat"]
+    return [_reconstruct, np.ndarray, np.dtype, *{type(np.dtype(code)) for code in codes}]
+
+
+def _refused_global(error: Exception) -> str | None:
+    """The callable a ``weights_only`` load refused (``posix.system``), None when the file is unreadable otherwise."""
+    text = str(error)
+    if "Weights only load failed" not in text:
+        return None
+    match = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"got <class '([\w.]+)'>", text)
+    return match.group(1) if match else "something that is not plain data"
 
 
 @contextmanager

@@ -130,7 +130,7 @@ def keypoint_set_from_saved(saved: dict) -> KeypointSet:
 
 def _read_training_checkpoint(path: Path) -> _SavedPoseModel:
     """The evaluation weights of a training checkpoint: the teacher if the run has one, else the student."""
-    state = load_torch_file(path, "checkpoint", _WHICH_FILE, weights_only=False)  # our own files (RNG states inside)
+    state = load_torch_file(path, "checkpoint", _WHICH_FILE)  # weights_only: a file from elsewhere runs no code
     if not isinstance(state, dict) or "student" not in state or "config" not in state:
         raise UserError(f"{path}: not a posealign training checkpoint (no 'student'/'config'); {_WHICH_FILE}")
     config = state["config"]

@@ -261,3 +261,39 @@ def test_alignment_diagnostics_plots_the_reversal_cap_only_for_runs_that_logged_
         with Image.open(path) as image:
             widths[with_cap] = image.width
     assert widths[True] == pytest.approx(2 * widths[False], rel=0.02)  # two panels against one
+
+
+class _RunsCode:
+    """Pickles as a call of ``os.system``: loading it with plain pickle would run the command."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (self.command,)
+
+
+def test_predict_refuses_a_checkpoint_whose_pickle_runs_code(runs, images, tmp_path, capsys):
+    marker = tmp_path / "code_ran"
+    state = torch.load(runs["source_only"] / "checkpoints" / "final.pt", map_location="cpu", weights_only=True)
+    state["config"]["model"]["note"] = _RunsCode(f"touch '{marker}'")
+    received = tmp_path / "received.pt"
+    torch.save(state, received)
+
+    code = main(["predict", str(images), "--checkpoint", str(received), "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert str(received) in err[0] and "refused" in err[0] and "system" in err[0], err[0]
+    assert not marker.exists() and not (tmp_path / "p").exists()
+
+
+def test_a_checkpoint_with_numpy_rng_states_still_loads(runs, images, tmp_path):
+    """Checkpoints written before the RNG states were stored as tensors hold a numpy array: read as data."""
+    state = torch.load(runs["source_only"] / "checkpoints" / "final.pt", map_location="cpu", weights_only=True)
+    name, keys, *rest = state["rng"][0]["numpy"]
+    state["rng"][0]["numpy"] = (name, keys.numpy(), *rest)
+    older = tmp_path / "older.pt"
+    torch.save(state, older)
+    assert main(["predict", str(images), "--checkpoint", str(older), "--out", str(tmp_path / "p")]) == 0

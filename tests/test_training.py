@@ -24,7 +24,8 @@ import torch
 from posealign.benchmark.task import ensure_benchmark
 from posealign.cli import main
 from posealign.config import load_config
-from posealign.engine.run_directory import MetricsLog
+from posealign.engine.run_directory import MetricsLog, RunLock, refuse_if_locked
+from posealign.errors import UserError
 from posealign.keypoints import ANIMAL18
 
 TINY = [
@@ -198,6 +199,82 @@ def test_sigterm_saves_then_resume_completes(reference_run, benchmark_root, tmp_
     assert code == 0 and f"at step {stopped_at}" in stdout
     assert final_numbers(out) == final_numbers(reference_run[0])
     assert_same_networks(out, reference_run[0])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_whole_job_with_loader_workers_saves_then_resume_completes(
+    signum, reference_run, benchmark_root, tmp_path, capsys
+):
+    # SLURM, timeout and Ctrl-C signal every process of the job, the loader workers included.
+    out = tmp_path / "run"
+    argv = train_argv(out, benchmark_root, *SCHEDULE, "run.num_workers=2", "data.preload=false")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "posealign", *argv],
+        cwd=tmp_path,
+        env=SUBPROCESS_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a batch job's
+    )
+    metrics = out / "metrics.jsonl"
+    wait_for(lambda: metrics.is_file() and metrics.read_text().count("\n") >= 2, process)
+    os.killpg(process.pid, signum)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum, output
+    assert "continue with --resume auto" in output and "internal error" not in output, output
+    stopped_at = torch.load(max((out / "checkpoints").glob("step_*.pt")), weights_only=True)["step"]
+    assert 2 <= stopped_at < 10
+
+    code, stdout, _ = run_cli(capsys, [*argv, "--resume", "auto"])
+    assert code == 0 and f"at step {stopped_at}" in stdout
+    assert final_numbers(out) == final_numbers(reference_run[0])
+    assert_same_networks(out, reference_run[0])
+
+
+def test_a_second_process_on_a_folder_in_training_is_refused_and_the_first_goes_on(
+    reference_run, benchmark_root, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    argv = train_argv(out, benchmark_root, *SCHEDULE)
+    process = start_subprocess(argv, tmp_path)
+    metrics = out / "metrics.jsonl"
+    wait_for(lambda: metrics.is_file() and metrics.read_text().count("\n") >= 1, process)
+    process.send_signal(signal.SIGSTOP)  # the first run holds the folder, paused, while the others try
+    try:
+        for again in (["--resume", "auto"], []):
+            code, _, err = run_cli(capsys, [*argv, *again])
+            assert_one_line_error(code, err, str(out), f"PID {process.pid}", "--resume auto")
+    finally:
+        process.send_signal(signal.SIGCONT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    assert final_numbers(out) == final_numbers(reference_run[0])
+    assert_same_networks(out, reference_run[0])
+    assert not (out / "train.lock").exists()
+
+
+def test_the_run_lock_names_its_holder_and_is_released(tmp_path):
+    run_dir = tmp_path / "run"
+    with RunLock(run_dir):
+        assert (run_dir / "train.lock").read_text().split()[0] == str(os.getpid())
+        refuse_if_locked(run_dir)  # this process's own lock
+        with pytest.raises(UserError, match=f"PID {os.getpid()} on "), RunLock(run_dir):
+            pass
+    assert not (run_dir / "train.lock").exists()
+    with RunLock(run_dir):
+        pass
+
+
+def test_resume_after_the_last_step_only_evaluates(reference_run, benchmark_root, tmp_path, capsys):
+    # Stopped during the final evaluation: final.pt is written, results.json is not.
+    out = tmp_path / "run"
+    shutil.copytree(reference_run[0], out)
+    (out / "results.json").unlink()
+    argv = [*train_argv(out, benchmark_root, *SCHEDULE), "--resume", "auto"]
+    code, stdout, _ = run_cli(capsys, argv)
+    assert code == 0 and f"resumed from {out / 'checkpoints' / 'final.pt'} at step 10" in stdout
+    assert final_numbers(out) == final_numbers(reference_run[0])
 
 
 def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path):
@@ -375,6 +452,61 @@ def test_corrupt_image(loading, benchmark_copy, tmp_path, capsys):
     assert broken.read_bytes() == b"\x89PNG not really"  # the benchmark was not regenerated over it
     if loading == "preload":  # bad data found before the run directory is made
         assert not out.exists()
+
+
+def test_an_image_broken_in_stage_two_keeps_the_run_and_resume_finishes_without_it(
+    benchmark_copy, tmp_path, capsys, monkeypatch
+):
+    from posealign.engine import trainer
+
+    broken = []
+    start_adaptation = trainer.start_adaptation
+
+    def break_an_image_then_start(training, *args):
+        stream = training.target_stream  # the target image of stage 2's second step
+        index = stream._epoch_batches(stream.epoch)[stream.consumed + 1][0]
+        broken.append(Path(stream.dataset.dataset.records[index].image))
+        broken[0].write_bytes(b"\x89PNG broken after stage 1")
+        start_adaptation(training, *args)
+
+    monkeypatch.setattr(trainer, "start_adaptation", break_an_image_then_start)
+    out = tmp_path / "run"
+    # run.checkpoint_every at the task's 200: no periodic checkpoint before the error.
+    argv = train_argv(out, benchmark_copy, "train.pretrain_steps=4", "train.adapt_steps=6", "data.preload=false")
+    code, _, err = run_cli(capsys, argv)
+    saved = out / "checkpoints" / "step_0000005.pt"
+    assert_one_line_error(code, err, str(broken[0]), str(saved), "continue with --resume auto")
+    assert (out / "checkpoints" / "step_0000004.pt").is_file()  # the end of stage 1
+    assert torch.load(saved, weights_only=True)["step"] == 5
+    monkeypatch.undo()
+
+    annotations = benchmark_copy / "annotations" / "target_train.json"
+    coco = json.loads(annotations.read_text())
+    gone = {image["id"] for image in coco["images"] if (benchmark_copy / image["file_name"]) == broken[0]}
+    assert len(gone) == 1
+    coco["images"] = [image for image in coco["images"] if image["id"] not in gone]
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] not in gone]
+    annotations.write_text(json.dumps(coco))
+    code, stdout, _ = run_cli(capsys, [*argv, "--resume", "auto"])
+    assert code == 0 and "at step 5" in stdout
+    assert json.loads((out / "results.json").read_text())["steps"] == 10
+
+
+def test_an_unexpected_error_after_a_trained_step_keeps_the_folder(benchmark_root, tmp_path, capsys, monkeypatch):
+    from posealign.engine import trainer
+
+    optimization_step = trainer.optimization_step
+
+    def fails_at_step_2(training, stage, step, *batches):
+        if step == 2:
+            raise RuntimeError("a fault injected at step 2")
+        return optimization_step(training, stage, step, *batches)
+
+    monkeypatch.setattr(trainer, "optimization_step", fails_at_step_2)
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, train_argv(out, benchmark_root, "train.pretrain_steps=4", preset="source_only"))
+    assert code == 1 and f"traceback in {out / 'error.log'}" in err
+    assert (out / "error.log").is_file() and (out / "metrics.jsonl").read_text().count("\n") == 2
 
 
 def test_annotation_with_wrong_number_of_keypoints(benchmark_copy, tmp_path, capsys):

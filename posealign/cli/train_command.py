@@ -90,7 +90,8 @@ def finished_results(config: DictConfig) -> dict | None:
 
 def train_in_fresh_folder(config: DictConfig, resume: str | None) -> dict:
     """``train``; a run folder this call created is removed again when the training fails before
-    its first checkpoint (a late data or checkpoint error must not block the corrected command)."""
+    training a step (an error in the data or a checkpoint found then must not block the corrected
+    command). Once a step is trained the folder stays, with its log and checkpoints, whatever happens."""
     from posealign.engine.trainer import TrainingInterrupted, train
 
     run_dir = Path(config.run.out)
@@ -99,9 +100,10 @@ def train_in_fresh_folder(config: DictConfig, resume: str | None) -> dict:
         return train(config, resume=resume)
     except TrainingInterrupted:
         raise
-    except BaseException:
+    except BaseException as error:
         checkpoints = run_dir / "checkpoints"
-        if not existed and run_dir.is_dir() and not (checkpoints.is_dir() and any(checkpoints.iterdir())):
+        trained = getattr(error, "trained_steps", 0) > 0 or (checkpoints.is_dir() and any(checkpoints.iterdir()))
+        if not existed and run_dir.is_dir() and not trained:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,6 +29,12 @@ class RunData:
     target: BatchStream | None
     eval_sets: dict[str, CroppedPoseDataset]
     keypoint_set: KeypointSet
+
+    def close(self) -> None:
+        """Stop the streams' loader workers (however the training ends: see ``BatchStream.close``)."""
+        for stream in (self.labeled, self.target):
+            if stream is not None:
+                stream.close()
 
 
 def build_run_data(config: DictConfig, context: DistributedContext) -> RunData:
@@ -184,6 +191,7 @@ class BatchStream:
                 # Its own generator: a loader draws its workers' base seed when iterated, and drawing
                 # it from the global RNG would shift the augmentation stream of a resumed run.
                 generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch),
+                worker_init_fn=leave_stop_signals_to_the_main_process,
             )
             self._iterator = iter(loader)
         else:
@@ -200,6 +208,15 @@ class BatchStream:
             self.epoch, self.consumed = self.epoch + 1, 0
         self.consumed += 1
         return items
+
+    def close(self) -> None:
+        """Stop the loader's workers now. They ignore SIGTERM (see
+        ``leave_stop_signals_to_the_main_process``), so left to the interpreter's exit, which
+        terminates and then joins them, they would keep the process from ending."""
+        shutdown = getattr(self._iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        self._iterator = None
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "consumed": self.consumed, "world_size": self.world_size}
@@ -224,7 +241,16 @@ class BatchStream:
         saved_world_size = int(state.get("world_size", self.world_size))
         if saved_world_size != self.world_size:
             self.consumed = self.consumed * saved_world_size // self.world_size
-        self._iterator = None
+        self.close()
+
+
+def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """A loader worker ignores SIGTERM and SIGINT. SLURM, ``timeout`` and Ctrl-C signal every process
+    of the job: a worker killed by one would fail the main process's next batch before it saved.
+    The main process saves and stops (:mod:`posealign.engine.interrupts`); its loader then ends the
+    workers through their queues, and a worker whose main process died exits by itself."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # RunData.close ends them through their queues
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _EndlessBatches:

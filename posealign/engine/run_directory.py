@@ -6,12 +6,16 @@ RUN/train.log           the same steps and evaluations (and trainer notes) as pl
 RUN/tensorboard/        scalars and prediction images
 RUN/checkpoints/        step_XXXXXXX.pt (resumable), final.pt
 RUN/results.json        the final numbers (written last)
+RUN/train.lock          while a process trains here: its PID and host (see ``RunLock``)
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -61,6 +65,7 @@ def check_run_directory(config: DictConfig, resume: bool) -> Path:
     another ``--out`` or removes it.
     """
     run_dir = Path(config.run.out)
+    refuse_if_locked(run_dir)
     saved = run_dir / "config.yaml"
     if saved.is_file():
         saved_run = read_saved_config(OmegaConf.load(saved), str(saved))
@@ -76,7 +81,7 @@ def check_run_directory(config: DictConfig, resume: bool) -> Path:
             raise UserError(
                 f"{run_dir}: already holds this run's checkpoints; pass --resume auto to continue it or choose another --out"
             )
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    elif run_dir.exists() and any(path.name != LOCK_NAME for path in run_dir.iterdir()):
         raise UserError(
             f"{run_dir}: exists and is not a posealign run directory (no config.yaml); choose another --out"
         )
@@ -91,6 +96,98 @@ def prepare_run_directory(config: DictConfig, resume: bool) -> Path:
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     save_config(config, saved)
     return run_dir
+
+
+LOCK_NAME = "train.lock"
+
+
+class RunLock:
+    """The run folder's lock while a process trains in it: ``fcntl.flock`` on ``RUN/train.lock``,
+    which holds the PID and host of the process. The operating system releases it when the process
+    ends, however it ends; a clean exit also removes the file. Taking it creates the folder.
+
+    Raises a one-line ``UserError`` naming the holder when another process has it.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_NAME
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise UserError(_locked_message(self.path.parent, holder)) from None
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # the previous holder removed the file between our open and our lock: again
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{_this_process()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is None:
+            return
+        if _same_file(self._fd, self.path):
+            self.path.unlink(missing_ok=True)  # before unlocking, so that no one locks a removed file
+        os.close(self._fd)
+        self._fd = None
+
+
+def refuse_if_locked(run_dir: Path) -> None:
+    """A ``UserError`` when another process holds ``run_dir``'s lock; writes nothing."""
+    path = Path(run_dir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # no lock file: no one trains here
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            if holder != _this_process():  # not this process's own lock (train checks the folder again under it)
+                raise UserError(_locked_message(Path(run_dir), holder)) from None
+    finally:
+        os.close(fd)  # also releases the probe's lock
+
+
+def _locked_message(run_dir: Path, holder: str) -> str:
+    pid, _, host = holder.partition(" ")
+    who = (
+        f"PID {pid} on {host}"
+        if pid and host
+        else f"PID {pid}"
+        if pid
+        else "a process that has not written its PID yet"
+    )
+    return (
+        f"{run_dir}: another posealign process ({who}) is training in this folder; wait for it to end or "
+        "stop it (it saves a checkpoint on SIGTERM), then --resume auto"
+    )
+
+
+def _this_process() -> str:
+    return f"{os.getpid()} {socket.gethostname()}"
+
+
+def _read_holder(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 256).decode(errors="replace").strip()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        on_disk, opened = os.stat(path), os.fstat(fd)
+        return (on_disk.st_dev, on_disk.st_ino) == (opened.st_dev, opened.st_ino)
+    except FileNotFoundError:
+        return False
 
 
 def _first_difference(a, b, prefix: str = "") -> str:

@@ -4,13 +4,16 @@ Stage 1 ("pretrain", ``train.pretrain_steps``) trains the student on the labeled
 ("adapt", ``train.adapt_steps``) runs the mean teacher with the enabled alignment levels. A
 matching stage 1 found in ``run.pretrain_cache`` is reused instead of being trained again
 (:mod:`posealign.engine.stage1_cache`); SIGTERM/SIGINT save and stop (:mod:`posealign.engine.interrupts`).
+A checkpoint is written every ``run.checkpoint_every`` steps, at the end of each stage, on a stop
+signal, and, holding the last good state, when a loss turns non-finite or a batch cannot be read.
+The main process holds the run folder's lock (:class:`~posealign.engine.run_directory.RunLock`).
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext, suppress
 from pathlib import Path
 
 import torch
@@ -34,10 +37,10 @@ from posealign.engine.distributed import (
 )
 from posealign.engine.evaluate import evaluate
 from posealign.engine.interrupts import StopSignal, TrainingInterrupted
-from posealign.engine.run_directory import MetricsLog, check_run_directory, prepare_run_directory
+from posealign.engine.run_directory import MetricsLog, RunLock, check_run_directory, prepare_run_directory
 from posealign.engine.stage1_cache import keep_stage1, reuse_stage1, stage1_cache_file
 from posealign.engine.training_state import TrainingState
-from posealign.errors import UserError
+from posealign.errors import DatasetFormatError, UserError
 from posealign.files import atomic_write_json
 from posealign.metrics.domain_gap import domain_gap
 from posealign.multilevel_alignment import MultiLevelAlignment, NonFiniteLossError, to_floats
@@ -48,20 +51,23 @@ def train(config: DictConfig, resume: str | None = None) -> dict:
 
     resume: None (fresh run), ``"auto"`` (latest checkpoint of the run directory, fresh if none) or
     a checkpoint path. Raises :class:`TrainingInterrupted` after saving when SIGTERM/SIGINT arrives.
+    An error raised once a step was trained carries ``trained_steps`` (the CLI then keeps the folder).
     """
     context = setup_distributed(config.run.device)
     try:
-        return _train(config, resume, context)
+        with RunLock(Path(config.run.out)) if context.is_main else nullcontext(), ExitStack() as cleanup:
+            return _train(config, resume, context, cleanup)
     finally:
         cleanup_distributed(context)
 
 
-def _train(config: DictConfig, resume: str | None, context: DistributedContext) -> dict:
+def _train(config: DictConfig, resume: str | None, context: DistributedContext, cleanup: ExitStack) -> dict:
     torch.manual_seed(int(config.run.seed) + context.rank)
     run_dir = Path(config.run.out)
     if context.is_main:
         check_run_directory(config, resume is not None)  # fail fast, before loading any data
     data = build_run_data(config, context)
+    cleanup.callback(data.close)  # the loader workers end with the training, however it ends
     # Written only now: a run stopped by bad data leaves no config.yaml that the corrected run would clash with.
     if context.is_main:
         prepare_run_directory(config, resume is not None)
@@ -227,31 +233,41 @@ def run_steps(
     progress: tqdm,
     stop: StopSignal,
 ) -> int:
-    """Steps of ``stage`` until ``end``, each followed by its log line, a quick evaluation, a
-    checkpoint when due and the stop check. Returns the step reached."""
+    """Steps of ``stage`` until ``end``, each followed by its log line, a quick evaluation, the stop
+    check and a checkpoint when due and at the stage's end. Returns the step reached.
+
+    An error raised here gets ``trained_steps``, the step reached: a folder with trained steps is
+    kept whatever went wrong (see ``posealign train``'s ``train_in_fresh_folder``).
+    """
     config, context = training.config, training.context
     _, total_steps = _schedule(config)
-    while step < end:
-        logs = train_one_step(training, stage, step)
-        step += 1
-        progress.update(1)
-        if _logged_step(config, step, total_steps):
-            logs = mean_across_ranks(to_floats(logs), context)
-            logs["lr"] = training.optimizer.param_groups[0]["lr"]
-            logs["stage"] = stage
-            log.log(step, logs)
-            progress.set_postfix(loss=f"{logs['loss']:.5f}", stage=stage)
-        eval_every = int(config.run.eval_every)
-        if eval_every and step % eval_every == 0 and step < total_steps and context.is_main:
-            _quick_evaluation(training, data, log, step)
-        if stop.requested(context):
-            training.save(step)
-            raise TrainingInterrupted(
-                f"stopped by signal {stop.received} at step {step}; checkpoint saved, continue with --resume auto",
-                signum=stop.received,
-            )
-        if step % int(config.run.checkpoint_every) == 0 and step < total_steps:
-            training.save(step)
+    try:
+        while step < end:
+            logs = train_one_step(training, stage, step)
+            step += 1
+            progress.update(1)
+            if _logged_step(config, step, total_steps):
+                logs = mean_across_ranks(to_floats(logs), context)
+                logs["lr"] = training.optimizer.param_groups[0]["lr"]
+                logs["stage"] = stage
+                log.log(step, logs)
+                progress.set_postfix(loss=f"{logs['loss']:.5f}", stage=stage)
+            eval_every = int(config.run.eval_every)
+            if eval_every and step % eval_every == 0 and step < total_steps and context.is_main:
+                _quick_evaluation(training, data, log, step)
+            if stop.requested(context):
+                training.save(step)
+                raise TrainingInterrupted(
+                    f"stopped by signal {stop.received} at step {step}; checkpoint saved, continue with --resume auto",
+                    signum=stop.received,
+                )
+            # The last stage's end is checkpoints/final.pt, written next.
+            if step < total_steps and (step % int(config.run.checkpoint_every) == 0 or step == end):
+                training.save(step)
+    except BaseException as error:
+        with suppress(AttributeError):  # an exception type without attributes of its own
+            error.trained_steps = step
+        raise
     return step
 
 
@@ -259,10 +275,38 @@ def train_one_step(training: TrainingState, stage: str, step: int) -> dict[str, 
     """One optimisation step: a labeled (and a target) batch, the method's losses and backward, the
     optimisers and the LR schedule, then the teacher's EMA in stage 2. Returns the scalars to log (tensors).
 
-    A non-finite loss saves this step's checkpoint (still the last good state) and stops the run.
+    A non-finite loss saves this step's checkpoint (still the last good state) and stops the run; so
+    does a batch that cannot be read (an image that does not decode, a record that fails its checks).
     """
-    labeled, target = next_batches(training)
+    positions = _stream_positions(training)
+    try:
+        labeled, target = next_batches(training)
+    except (DatasetFormatError, UserError) as error:
+        raise _saved_after_data_error(training, error, step, positions) from None
     return optimization_step(training, stage, step, labeled, target)
+
+
+def _stream_positions(training: TrainingState) -> list[dict | None]:
+    streams = (training.labeled_stream, training.target_stream)
+    return [stream.state_dict() if stream is not None else None for stream in streams]
+
+
+def _saved_after_data_error(
+    training: TrainingState, error: Exception, step: int, positions: list[dict | None]
+) -> Exception:
+    """``error`` (which names the file) with where the last good state is and how to go on. The
+    streams go back to where this step began, so the checkpoint holds the state after ``step`` steps.
+    Under several ranks only the failing one is here: it cannot save alone and names the last checkpoint."""
+    if step == 0:
+        return error  # nothing trained, nothing to save
+    for stream, position in zip((training.labeled_stream, training.target_stream), positions, strict=True):
+        if stream is not None:
+            stream.load_state_dict(position)
+    path = checkpoint_path(training.checkpoint_dir, step)
+    if not training.context.enabled and not path.is_file():
+        training.save(step)
+    where = f"the last good state (step {step}) is saved in {path}" if path.is_file() else "the last checkpoint stays"
+    return type(error)(f"{error}; {where}: after fixing or removing that file, continue with --resume auto")
 
 
 def next_batches(training: TrainingState) -> tuple[Batch, Batch | None]:
