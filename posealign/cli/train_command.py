@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -88,26 +87,6 @@ def finished_results(config: DictConfig) -> dict | None:
         return None
 
 
-def train_in_fresh_folder(config: DictConfig, resume: str | None) -> dict:
-    """``train``; a run folder this call created is removed again when the training fails before
-    training a step (an error in the data or a checkpoint found then must not block the corrected
-    command). Once a step is trained the folder stays, with its log and checkpoints, whatever happens."""
-    from posealign.engine.trainer import TrainingInterrupted, train
-
-    run_dir = Path(config.run.out)
-    existed = run_dir.exists()
-    try:
-        return train(config, resume=resume)
-    except TrainingInterrupted:
-        raise
-    except BaseException as error:
-        checkpoints = run_dir / "checkpoints"
-        trained = getattr(error, "trained_steps", 0) > 0 or (checkpoints.is_dir() and any(checkpoints.iterdir()))
-        if not existed and run_dir.is_dir() and not trained:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
     config = prepared_config(args.preset, args.task, with_out(args.overrides, args.out), args.resume)
     if args.resume == "auto":
@@ -120,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
             )
             _print_task_table(config, finished)
             return 0
-    results = train_in_fresh_folder(config, args.resume)
+    from posealign.engine.trainer import train
+
+    results = train(config, resume=args.resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # rank 0 evaluates and reports
     _print_task_table(config, results)

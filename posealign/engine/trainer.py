@@ -12,6 +12,7 @@ The main process holds the run folder's lock (:class:`~posealign.engine.run_dire
 from __future__ import annotations
 
 import functools
+import shutil
 import time
 from contextlib import ExitStack, nullcontext, suppress
 from pathlib import Path
@@ -51,14 +52,30 @@ def train(config: DictConfig, resume: str | None = None) -> dict:
 
     resume: None (fresh run), ``"auto"`` (latest checkpoint of the run directory, fresh if none) or
     a checkpoint path. Raises :class:`TrainingInterrupted` after saving when SIGTERM/SIGINT arrives.
-    An error raised once a step was trained carries ``trained_steps`` (the CLI then keeps the folder).
+    A run folder this call created is removed again when the training fails before a step was
+    trained (an error in the data found then must not block the corrected command); once a step is
+    trained the folder stays, with its log and checkpoints, whatever happens (an error raised then
+    carries ``trained_steps``).
     """
     context = setup_distributed(config.run.device)
+    run_dir = Path(config.run.out)
+    existed = run_dir.exists()
     try:
-        with RunLock(Path(config.run.out)) if context.is_main else nullcontext(), ExitStack() as cleanup:
+        with RunLock(run_dir) if context.is_main else nullcontext(), ExitStack() as cleanup:
             return _train(config, resume, context, cleanup)
+    except TrainingInterrupted:
+        raise
+    except BaseException as error:
+        if context.is_main and not existed and run_dir.is_dir() and not _trained_anything(error, run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         cleanup_distributed(context)
+
+
+def _trained_anything(error: BaseException, run_dir: Path) -> bool:
+    checkpoints = run_dir / "checkpoints"
+    return getattr(error, "trained_steps", 0) > 0 or (checkpoints.is_dir() and any(checkpoints.iterdir()))
 
 
 def _train(config: DictConfig, resume: str | None, context: DistributedContext, cleanup: ExitStack) -> dict:
@@ -237,7 +254,7 @@ def run_steps(
     check and a checkpoint when due and at the stage's end. Returns the step reached.
 
     An error raised here gets ``trained_steps``, the step reached: a folder with trained steps is
-    kept whatever went wrong (see ``posealign train``'s ``train_in_fresh_folder``).
+    kept whatever went wrong (see :func:`train`).
     """
     config, context = training.config, training.context
     _, total_steps = _schedule(config)
