@@ -168,7 +168,7 @@ def _lock_or_name_holder(fd: int, run_dir: Path, probe: bool) -> bool:
             return True
         except BlockingIOError:
             holder = _read_holder(fd)
-            if holder == _this_process():
+            if probe and holder == _this_process():
                 return True  # this process's own lock (train checks the folder again under it)
             if holder:
                 raise UserError(_locked_message(run_dir, holder)) from None
