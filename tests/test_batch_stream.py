@@ -3,6 +3,10 @@ permutations it always drew, resumed positions included."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -66,3 +70,30 @@ def test_skip_to_stands_where_drawing_that_many_batches_does():
         skipped.skip_to(drawn)
         assert skipped.state_dict() == stream.state_dict(), drawn
         assert [next(skipped)["index"].tolist() for _ in range(3)] == expected[drawn : drawn + 3]
+
+
+def test_workers_leave_stop_signals_to_the_main_process_and_end_with_it(tmp_path):
+    # A stop signal sent to the whole process group leaves the workers serving batches; the SIGTERM
+    # with which the main process's exit ends them still ends them (or the process would never end).
+    script = tmp_path / "draw.py"
+    script.write_text(
+        "import os, signal, subprocess, sys, time\n"
+        f"sys.path[:0] = [{str(Path(__file__).parent)!r}]\n"
+        "from test_batch_stream import Numbered\n"
+        "from posealign.engine.data import BatchStream\n"
+        "stream = BatchStream(Numbered(), 5, seed=7, num_workers=2)\n"
+        "next(stream)\n"
+        "if len(sys.argv) > 1:\n"
+        "    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the trainer's StopSignal handles it there\n"
+        "    assert os.getpgid(0) == os.getpid()  # its own process group\n"
+        "    kill = f'import os, signal; os.killpg({os.getpid()}, signal.SIGTERM)'\n"
+        "    subprocess.run([sys.executable, '-c', kill])  # sent by another process (itself in the group), as SLURM's\n"
+        "    time.sleep(0.5)\n"
+        "    next(stream)  # a killed worker fails this batch\n"
+        "print('ok')\n"
+    )
+    for argv in ([], ["signal"]):
+        done = subprocess.run(
+            [sys.executable, str(script), *argv], capture_output=True, text=True, timeout=60, start_new_session=True
+        )
+        assert done.returncode == 0 and done.stdout.strip() == "ok", done

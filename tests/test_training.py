@@ -8,6 +8,7 @@ domain) is generated once per test run and shared.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -264,6 +265,11 @@ def test_the_run_lock_names_its_holder_and_is_released(tmp_path):
     assert not (run_dir / "train.lock").exists()
     with RunLock(run_dir):
         pass
+    # Locked by a process that has not written its PID (yet): refused after a moment, saying so.
+    with open(run_dir / "train.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match="PID not written"), RunLock(run_dir):
+            pass
 
 
 def test_resume_after_the_last_step_only_evaluates(reference_run, benchmark_root, tmp_path, capsys):

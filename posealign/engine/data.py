@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -210,9 +212,8 @@ class BatchStream:
         return items
 
     def close(self) -> None:
-        """Stop the loader's workers now. They ignore SIGTERM (see
-        ``leave_stop_signals_to_the_main_process``), so left to the interpreter's exit, which
-        terminates and then joins them, they would keep the process from ending."""
+        """Stop the loader's workers now, through their queues, rather than whenever the garbage
+        collector finds the loader."""
         shutdown = getattr(self._iterator, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()
@@ -245,12 +246,23 @@ class BatchStream:
 
 
 def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
-    """A loader worker ignores SIGTERM and SIGINT. SLURM, ``timeout`` and Ctrl-C signal every process
-    of the job: a worker killed by one would fail the main process's next batch before it saved.
-    The main process saves and stops (:mod:`posealign.engine.interrupts`); its loader then ends the
-    workers through their queues, and a worker whose main process died exits by itself."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # RunData.close ends them through their queues
+    """A loader worker ignores SIGINT, and SIGTERM unless its main process sends it. SLURM,
+    ``timeout`` and Ctrl-C signal every process of the job: a worker killed by one would fail the
+    main process's next batch before it saved. The main process saves and stops
+    (:mod:`posealign.engine.interrupts`); its loader ends the workers through their queues, or with
+    SIGTERM (which, from it, still ends them at once)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not hasattr(signal, "sigwaitinfo"):  # no sender to tell apart (macOS): the queues end them
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started later inherit it
+    threading.Thread(target=_exit_on_sigterm_from_the_main_process, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_on_sigterm_from_the_main_process(main_pid: int) -> None:
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == main_pid:
+            os._exit(0)
 
 
 class _EndlessBatches:

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -106,7 +107,8 @@ class RunLock:
     which holds the PID and host of the process. The operating system releases it when the process
     ends, however it ends; a clean exit also removes the file. Taking it creates the folder.
 
-    Raises a one-line ``UserError`` naming the holder when another process has it.
+    Raises a one-line ``UserError`` naming the holder when another process has it. On a file system
+    without ``flock`` the run goes on unlocked, after a warning.
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -114,20 +116,28 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_holder(fd)
-                os.close(fd)
-                raise UserError(_locked_message(self.path.parent, holder)) from None
-            if _same_file(fd, self.path):
-                break
-            os.close(fd)  # the previous holder removed the file between our open and our lock: again
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{_this_process()}\n".encode())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            while True:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    locked = _lock_or_name_holder(fd, self.path.parent, probe=False)
+                except UserError:
+                    os.close(fd)
+                    raise
+                if not locked:
+                    os.close(fd)
+                    return self  # no file locks here
+                if _same_file(fd, self.path):
+                    break
+                os.close(fd)  # the previous holder removed the file between our open and our lock: again
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{_this_process()}\n".encode())
+        except OSError as error:
+            raise UserError(
+                f"{self.path.parent}: cannot create the run folder and its lock ({error.strerror or error}); "
+                "choose another --out"
+            ) from None
         self._fd = fd
         return self
 
@@ -142,31 +152,45 @@ class RunLock:
 
 def refuse_if_locked(run_dir: Path) -> None:
     """A ``UserError`` when another process holds ``run_dir``'s lock; writes nothing."""
-    path = Path(run_dir) / LOCK_NAME
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDONLY)
     except OSError:
         return  # no lock file: no one trains here
     try:
+        _lock_or_name_holder(fd, Path(run_dir), probe=True)
+    finally:
+        os.close(fd)  # also releases the probe's shared lock
+
+
+def _lock_or_name_holder(fd: int, run_dir: Path, probe: bool) -> bool:
+    """Lock ``fd`` (shared when only probing), or raise the ``UserError`` naming the holder; False
+    when the file system has no ``flock``. A holder that has not written its PID yet (or another
+    process probing at that moment) gets a moment to do so."""
+    for _ in range(20):
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if probe else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            return True
         except BlockingIOError:
             holder = _read_holder(fd)
-            if holder != _this_process():  # not this process's own lock (train checks the folder again under it)
-                raise UserError(_locked_message(Path(run_dir), holder)) from None
-    finally:
-        os.close(fd)  # also releases the probe's lock
+            if probe and holder == _this_process():
+                return True  # this process's own lock (train checks the folder again under it)
+            if holder:
+                raise UserError(_locked_message(run_dir, holder)) from None
+            time.sleep(0.05)
+        except OSError as error:  # ENOLCK, EOPNOTSUPP: some network file systems
+            if not probe:
+                print(
+                    f"posealign: warning: {run_dir}: no file lock here ({error.strerror}); nothing stops a second "
+                    "process from training in this folder",
+                    file=sys.stderr,
+                )
+            return False
+    raise UserError(_locked_message(run_dir, ""))
 
 
 def _locked_message(run_dir: Path, holder: str) -> str:
     pid, _, host = holder.partition(" ")
-    who = (
-        f"PID {pid} on {host}"
-        if pid and host
-        else f"PID {pid}"
-        if pid
-        else "a process that has not written its PID yet"
-    )
+    who = f"PID {pid} on {host}" if host else f"PID {pid}" if pid else "PID not written"
     return (
         f"{run_dir}: another posealign process ({who}) is training in this folder; wait for it to end or "
         "stop it (it saves a checkpoint on SIGTERM), then --resume auto"
