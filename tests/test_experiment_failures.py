@@ -13,21 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import TINY_BENCHMARK, TINY_RUN
 
 from posealign.benchmark.task import ensure_benchmark
 from posealign.config import load_config
 from posealign.errors import UserError
 from posealign.experiments import PlannedRun, run_presets
 
-TINY = [
-    "run.tensorboard=false",
-    "run.progress=false",
-    "run.num_workers=0",
-    "data.image_size=32",
-    "data.heatmap_size=32",
-    "train.batch_size=4",
-    "data.benchmark_sizes={source_train: 32, source_test: 8, target_train: 32, target_test: 8, target_val: 8}",
-]
+TINY = TINY_BENCHMARK
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +39,7 @@ def test_a_failed_run_stops_the_others_and_names_its_log_and_the_runs_not_starte
     quick = PlannedRun("source_only", "benchmark", tmp_path / "quick", (*on_benchmark, "train.pretrain_steps=20"))
     # Fails at once (its data root does not exist), in the worker the quick run leaves free.
     missing = ["data.source_root=/nonexistent/source", "data.target_root=/nonexistent/target"]
-    broken = PlannedRun("source_only", "coco", tmp_path / "broken", (*TINY[:-2], *missing, "train.pretrain_steps=1"))
+    broken = PlannedRun("source_only", "coco", tmp_path / "broken", (*TINY_RUN, *missing, "train.pretrain_steps=1"))
     after = PlannedRun("oracle", "benchmark", tmp_path / "after", (*on_benchmark, "train.pretrain_steps=1"))
     with pytest.raises(UserError) as raised:
         run_presets([long, quick, broken, after], jobs=2, threads=1)

@@ -10,22 +10,13 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from tiny_runs import TINY_BENCHMARK
 
 from posealign.cli import main
 from posealign.experiments import gap_closed
 from posealign.keypoints import BODY16
 
-TINY = [
-    "run.tensorboard=false",
-    "run.progress=false",
-    "run.num_workers=0",
-    "data.image_size=32",
-    "data.heatmap_size=32",
-    "data.benchmark_sizes={source_train: 32, source_test: 8, target_train: 32, target_test: 8, target_val: 8}",
-    "train.batch_size=4",
-    "train.pretrain_steps=2",
-    "train.adapt_steps=2",
-]
+TINY = [*TINY_BENCHMARK, "train.pretrain_steps=2", "train.adapt_steps=2"]
 
 
 def test_gap_closed_is_the_share_between_source_only_and_oracle():
