@@ -75,7 +75,8 @@ def run_cli(capsys, argv: list[str]) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def start_subprocess(argv: list[str], cwd: Path) -> subprocess.Popen:
+def start_subprocess(argv: list[str], cwd: Path, new_session: bool = False) -> subprocess.Popen:
+    """``posealign ARGV`` in a subprocess; ``new_session``: in its own process group, as a batch job's."""
     return subprocess.Popen(
         [sys.executable, "-m", "posealign", *argv],
         cwd=cwd,
@@ -83,6 +84,7 @@ def start_subprocess(argv: list[str], cwd: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=new_session,
     )
 
 
@@ -209,15 +211,7 @@ def test_a_signal_to_the_whole_job_with_loader_workers_saves_then_resume_complet
     # SLURM, timeout and Ctrl-C signal every process of the job, the loader workers included.
     out = tmp_path / "run"
     argv = train_argv(out, benchmark_root, *SCHEDULE, "run.num_workers=2", "data.preload=false")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "posealign", *argv],
-        cwd=tmp_path,
-        env=SUBPROCESS_ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, as a batch job's
-    )
+    process = start_subprocess(argv, tmp_path, new_session=True)
     metrics = out / "metrics.jsonl"
     wait_for(lambda: metrics.is_file() and metrics.read_text().count("\n") >= 2, process)
     os.killpg(process.pid, signum)
