@@ -99,8 +99,9 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext, 
     cache_file = stage1_cache_file(config, context.world_size)
     step = maybe_reuse_stage1(training, cache_file, step)
     log.note(_announce(config, context))
-    if inactive_changes(config):  # a task's settings for every preset, say: not wrong, but not used here
-        log.note(describe_inactive(inactive_changes(config)))
+    inactive = inactive_changes(config)
+    if inactive:  # a task's settings for every preset, say: not wrong, but not used here
+        log.note(describe_inactive(inactive))
 
     pretrain_steps, total_steps = _schedule(config)
     training.method.set_train_mode()
