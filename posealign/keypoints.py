@@ -184,7 +184,30 @@ ANIMAL14 = KeypointSet(
     groups={"Eye": (0, 1), "Hoof": (2, 3, 4, 5), "Knee": (6, 7, 8, 9), "Elbow": (10, 11, 12, 13)},
 )
 
-KEYPOINT_SETS: dict[str, KeypointSet] = {s.name: s for s in (BODY16, ANIMAL18, ANIMAL14)}
+_FINGERS = ("thumb", "index", "middle", "ring", "little")
+_JOINTS = ("mcp", "pip", "dip", "tip")
+
+# The anchors' hand order (UDAPE's and RegDA's RHD, H3D and FreiHAND classes): the wrist, then each
+# finger from thumb to little, each from its base joint to its tip. The thumb's joints keep the
+# finger names (mcp, pip, dip) as the anchors' groups do, though anatomy calls them CMC, MCP and IP.
+HAND21 = KeypointSet(
+    name="hand21",
+    names=("wrist", *(f"{finger}_{joint}" for finger in _FINGERS for joint in _JOINTS)),
+    flip_pairs=(),
+    skeleton=tuple(
+        pair
+        for f in range(5)
+        for pair in ((0, 1 + 4 * f), (1 + 4 * f, 2 + 4 * f), (2 + 4 * f, 3 + 4 * f), (3 + 4 * f, 4 + 4 * f))
+    ),
+    groups={
+        "MCP": (1, 5, 9, 13, 17),
+        "PIP": (2, 6, 10, 14, 18),
+        "DIP": (3, 7, 11, 15, 19),
+        "Fingertip": (4, 8, 12, 16, 20),
+    },
+)
+
+KEYPOINT_SETS: dict[str, KeypointSet] = {s.name: s for s in (BODY16, ANIMAL18, ANIMAL14, HAND21)}
 
 _SIDE = re.compile(r"(?i)(^|[_\s-])(left|right|l|r)(?=$|[_\s-])")
 

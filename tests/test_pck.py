@@ -153,3 +153,20 @@ def test_curve_matches_compute_and_is_monotone():
     assert len(curve["thresholds"]) == 20 and curve["thresholds"][4] == 0.05
     assert curve["All"][4] == acc.compute()["All"]
     assert all(a <= b for a, b in zip(curve["All"], curve["All"][1:], strict=False))
+
+
+def test_hand21_groups_follow_the_anchors_order():
+    from posealign.keypoints import HAND21, get_keypoint_set
+
+    assert get_keypoint_set("hand21") is HAND21 and HAND21.num_keypoints == 21
+    # 0 wrist; then per finger (thumb .. little) MCP, PIP, DIP, tip, as UDAPE's hand classes order them
+    assert HAND21.groups == {
+        "MCP": (1, 5, 9, 13, 17),
+        "PIP": (2, 6, 10, 14, 18),
+        "DIP": (3, 7, 11, 15, 19),
+        "Fingertip": (4, 8, 12, 16, 20),
+    }
+    assert [HAND21.names[i] for i in (0, 4, 8, 20)] == ["wrist", "thumb_tip", "index_tip", "little_tip"]
+    assert HAND21.all_group == tuple(range(21))
+    # each finger is a chain from the wrist: 20 links, the wrist touching the five MCPs
+    assert len(HAND21.skeleton) == 20 and {j for i, j in HAND21.skeleton if i == 0} == {1, 5, 9, 13, 17}
