@@ -130,7 +130,7 @@ def make_h3d(root: Path) -> Path:
         samples.append(
             {
                 "name": name,
-                "keypoint2d": hand_points(24, 24, 20 + index).tolist(),
+                "keypoint2d": hand_points(24.3, 23.7, 20 + index).tolist(),
                 "keypoint3d": np.zeros((21, 3)).tolist(),
                 "intrinsic_matrix": np.eye(3).tolist(),
                 "without_object": int(index < H3D_NOOBJECT),
@@ -267,7 +267,7 @@ def test_h3d_keeps_hands_without_objects_and_splits_by_seed_42(tmp_path):
     assert sorted(int(Path(r.meta["name"]).stem) for r in objects.records) == [10, 11, 12]
     record = load_h3d(tmp_path, "test").records[0]
     assert record.crop_box.tolist() == [0, 0, 48, 48] and not record.mirror and record.visible.all()
-    assert record.keypoints.tolist() == hand_points(24, 24, 27).astype(np.float32).tolist()
+    assert record.keypoints.tolist() == hand_points(24.3, 23.7, 27).astype(np.float32).tolist()
 
 
 def test_seeded_split_is_the_anchors_shuffle_and_caps_test_at_3200():
