@@ -311,3 +311,14 @@ def test_data_inspect_reads_each_hand_dataset(dataset, make, counts, tmp_path, c
     assert summary["keypoint_set"] == "hand21" and summary["records"] == counts
     assert summary["images_missing"] == 0 and summary["images_unreadable"] == 0
     assert load_dataset(dataset, str(tmp_path), split="train").keypoint_set.num_keypoints == 21
+
+
+def test_rhd_missing_images_are_one_line_naming_the_first(tmp_path):
+    release = make_rhd(tmp_path)
+    (release / "evaluation" / "color" / "00007.png").unlink()
+    with pytest.raises(DatasetFormatError) as raised:
+        load_rhd(tmp_path, "test")
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(f"{release / 'evaluation' / 'color' / '00007.png'}: image")
+    assert "(1 listed image(s) missing)" in message  # one image, though both of its hands are kept
+    assert len(load_rhd(tmp_path, "test", check_images=False)) == 2

@@ -119,7 +119,8 @@ def read_set(root: Path, folder: str, split: str, collector: RecordCollector) ->
                 continue
             if overlap_fraction(scaled, boxes[other]) >= MAX_OVERLAP:
                 continue
-            collector.check_image(image)
+            if not collector.records or collector.records[-1].image != image:  # count each image once
+                collector.check_image(image)
             collector.add(
                 image,
                 uv_vis[rows, :2].astype(np.float32),
