@@ -1,7 +1,7 @@
 """The paper task presets end to end on tiny fixtures in each public dataset's released layout.
 
-Each of the five tasks (SURREAL -> LSP, SynAnimal -> TigDog horse / tiger, SynAnimal -> AnimalPose
-dog / sheep) runs ``posealign train --preset daml --task T`` for 2 + 2 steps of a ResNet-18 at 64 px
+Each of the paper tasks (SURREAL -> LSP, SynAnimal -> TigDog horse / tiger, SynAnimal -> AnimalPose
+dog / sheep) and the anchors' hand tasks (RHD -> H3D, RHD -> FreiHAND) runs ``posealign train --preset daml --task T`` for 2 + 2 steps of a ResNet-18 at 64 px
 on the CPU, with the task's own splits and loader options; the run must finish, print the task's
 table and write ``results.json`` with the keypoint set's groups + All, each group the mean of its
 keypoints. The task's evaluation path (loader options, crops, targets, PCK) is checked on known
@@ -21,6 +21,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from test_datasets import make_animalpose, make_lsp, make_surreal, make_synanimal_renders, make_tigdog, write_image
+from test_hand_datasets import make_freihand, make_h3d, make_rhd
 
 from posealign.cli import main
 from posealign.config import available_presets, available_tasks, load_config
@@ -37,16 +38,22 @@ PAPER_TASKS = [
     "synanimal2tigdog_tiger",
     "synanimal2animalpose_dog",
     "synanimal2animalpose_sheep",
+    "rhd2h3d",
+    "rhd2freihand",
 ]
+HAND_TASKS = ("rhd2h3d", "rhd2freihand")
 BODY16_COLUMNS = ["Sld", "Elb", "Wrist", "Hip", "Knee", "Ankle", "All"]
 ANIMAL18_COLUMNS = ["Eye", "Chin", "Hoof", "Hip", "Knee", "Shoulder", "Elbow", "All"]
 ANIMAL14_COLUMNS = ["Eye", "Hoof", "Knee", "Elbow", "All"]
+HAND21_COLUMNS = ["MCP", "PIP", "DIP", "Fingertip", "All"]
 COLUMNS = {
     "surreal2lsp": BODY16_COLUMNS,
     "synanimal2tigdog_horse": ANIMAL18_COLUMNS,
     "synanimal2tigdog_tiger": ANIMAL18_COLUMNS,
     "synanimal2animalpose_dog": ANIMAL14_COLUMNS,
     "synanimal2animalpose_sheep": ANIMAL14_COLUMNS,
+    "rhd2h3d": HAND21_COLUMNS,
+    "rhd2freihand": HAND21_COLUMNS,
 }
 KEYPOINT_SETS = {
     "surreal2lsp": "body16",
@@ -54,6 +61,8 @@ KEYPOINT_SETS = {
     "synanimal2tigdog_tiger": "animal18",
     "synanimal2animalpose_dog": "animal14",
     "synanimal2animalpose_sheep": "animal14",
+    "rhd2h3d": "hand21",
+    "rhd2freihand": "hand21",
 }
 # Per task: source dataset and its loader options, target dataset and its options, the source's
 # evaluation split (TLlib's SURREAL has a val split; SynAnimal holds out test), the paper's DAML PCK.
@@ -71,6 +80,9 @@ PAPER_DATA = {
     "synanimal2animalpose_sheep": (
         "synanimal", {"animal": "sheep", "num_keypoints": 14}, "animalpose", {"category": "sheep"}, "test", None,
     ),
+    # RHD's evaluation set is its test split; no anchor reports DAML on hands.
+    "rhd2h3d": ("rhd", {}, "h3d", {"task": "noobject"}, "test", None),
+    "rhd2freihand": ("rhd", {}, "freihand", {"version": "all"}, "test", None),
 }  # fmt: skip
 CPU_SMOKE = [
     "model.backbone=resnet18",
@@ -122,6 +134,9 @@ def build_task_data(task: str, source: Path, target: Path) -> None:
     if task == "surreal2lsp":
         make_surreal_with_val(source)
         make_lsp(target)
+    elif task in HAND_TASKS:
+        make_rhd(source)
+        (make_h3d if task == "rhd2h3d" else make_freihand)(target)
     elif task.startswith("synanimal2tigdog_"):
         make_synanimal(source, task.removeprefix("synanimal2tigdog_"))
         make_tigdog(target)
@@ -268,18 +283,27 @@ def test_paper_presets_resolve_to_the_paper_settings_and_every_method_loads_on_e
         assert config.get("reference", {}).get("daml") == reported
         assert config.model.backbone == "resnet101" and config.model.pretrained == "imagenet"
         assert (config.data.image_size, config.data.heatmap_size) == (256, 64)
-        assert config.data.sigma == (2.0 if task == "surreal2lsp" else 1.0)
+        assert config.data.sigma == (2.0 if task == "surreal2lsp" or task in HAND_TASKS else 1.0)
+        # UDAPE's hand commands rotate up to 180 degrees; the released-behaviour views follow augment.
+        assert config.augment.rotation == (180 if task in HAND_TASKS else 60)
+        released = OmegaConf.to_container(load_config("daml_release", task).mean_teacher, resolve=True)
+        assert released["weak_view"]["rotation"] == released["strong_view"]["rotation"] == config.augment.rotation
         assert config.train.batch_size == 32
         assert list(config.optim.milestones) == [22500, 30000]
         assert (config.train.pretrain_steps, config.train.adapt_steps) == (20000, 15000)
         assert config.data.keypoint_set == KEYPOINT_SETS[task]
         assert load_config("daml", task, ["run.amp=off"]).run.amp == "off"  # not YAML 1.1's boolean false
+    assert config_reference("rhd2h3d") == {"source_only": 61.8, "regda": 72.5, "oracle": 95.8}
     assert set(PAPER_TASKS) <= set(available_tasks())
     for task in available_tasks():
         for preset in available_presets():
             config = load_config(preset, task, ["run.out=/tmp/x"])
             plain = OmegaConf.to_container(config, resolve=True)
             assert plain["task"] == task and plain["preset"] == preset
+
+
+def config_reference(task: str) -> dict:
+    return OmegaConf.to_container(load_config("daml", task).reference)
 
 
 @pytest.mark.parametrize("task", [t for t in available_tasks() if not t.startswith("_")])

@@ -2,6 +2,7 @@
 
     posealign data inspect --dataset lsp --root data/lsp [--split all] [--limit 5] [-o protocol=standard]
     posealign data inspect --dataset animalpose --root data/animal-pose --category dog
+    posealign data inspect --dataset h3d --root data/H3D_crop -o task=noobject
     posealign data prepare surreal RAW_DIR OUT_DIR [--stride 10] [--split train]
 
 ``inspect`` prints one JSON object per record on stdout, ``{"image", "keypoints": [[x, y, v], ...],
@@ -34,6 +35,9 @@ DEFAULT_SPLITS = {
     "tigdog": ("train", "test"),
     "animalpose": ("train", "test"),
     "coco": ("train", "val"),
+    "rhd": ("train", "test"),
+    "freihand": ("train", "test"),
+    "h3d": ("train", "test"),
 }
 # --category is the animal for the animal datasets, the COCO category name for COCO files.
 CATEGORY_OPTION = {"synanimal": "animal", "tigdog": "animal", "animalpose": "category", "coco": "category"}

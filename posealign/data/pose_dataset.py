@@ -18,8 +18,12 @@ from posealign.image_crops import crop_square, read_rgb_image
 def crop_record(record: PoseRecord, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut ``record.crop_box`` (zero-padded outside the image) and resize it to ``size`` x ``size``.
 
-    Returns the crop (size, size, 3) uint8, keypoints in crop pixels (K, 2) and the integer crop box
-    actually used (x, y, side, side), which maps crop coordinates back: x_image = x_crop * side/size + x.
+    Returns the crop (size, size, 3) uint8, keypoints in crop pixels (K, 2) and the crop box actually
+    used (x, y, w, h), which maps crop coordinates back: x_image = x + x_crop * w/size (per axis).
+
+    A mirrored record's crop is flipped left-right, its keypoints as the anchors flip them before
+    resizing (x -> side - 1 - x in the cut square), and its box has a negative width starting at the
+    square's right column, so the same mapping takes predictions back to the original image.
     """
     image = read_rgb_image(
         record.image,
@@ -28,7 +32,12 @@ def crop_record(record: PoseRecord, size: int) -> tuple[np.ndarray, np.ndarray, 
         error=DatasetFormatError,
     )
     crop, crop_box = crop_square(image, record.crop_box, size)
-    keypoints = (record.keypoints - crop_box[:2]) * (size / float(crop_box[2]))
+    side = float(crop_box[2])
+    keypoints = (record.keypoints - crop_box[:2]) * (size / side)
+    if record.mirror:
+        crop = crop[:, ::-1]
+        keypoints[:, 0] = (side - 1.0 - (record.keypoints[:, 0] - crop_box[0])) * (size / side)
+        crop_box = np.array([crop_box[0] + side - 1.0, crop_box[1], -side, side], dtype=np.float32)
     return crop, keypoints.astype(np.float32), crop_box
 
 

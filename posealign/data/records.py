@@ -31,6 +31,9 @@ class PoseRecord:
     crop_box:  (4,) float32, x, y, w, h of the square region the protocol feeds to the network;
                parts outside the image are zero padding (LSP's aspect-kept resize is a crop_box
                around the whole image).
+    mirror:    the crop is flipped left-right before the network sees it (the hand datasets turn
+               every hand into one handedness, as the anchors do); ``keypoints`` stay in the
+               original image's pixels.
     """
 
     image: Path
@@ -41,6 +44,7 @@ class PoseRecord:
     split: str = "train"
     category: str | None = None
     meta: dict = field(default_factory=dict)
+    mirror: bool = False
 
 
 @dataclass
@@ -85,6 +89,7 @@ class RecordCollector:
         bbox: np.ndarray | None = None,
         category: str | None = None,
         meta: dict | None = None,
+        mirror: bool = False,
     ) -> None:
         """Append one record; ``bbox`` None is the tight box of the visible keypoints."""
         self.records.append(
@@ -97,6 +102,7 @@ class RecordCollector:
                 split=split,
                 category=category,
                 meta={} if meta is None else meta,
+                mirror=mirror,
             )
         )
 

@@ -9,8 +9,11 @@ from collections.abc import Callable
 
 from posealign.data.animalpose import load_animalpose
 from posealign.data.coco import load_coco
+from posealign.data.freihand import load_freihand
+from posealign.data.h3d import load_h3d
 from posealign.data.lsp import load_lsp
 from posealign.data.records import PoseDataset
+from posealign.data.rhd import load_rhd
 from posealign.data.surreal import load_surreal
 from posealign.data.synanimal import load_synanimal
 from posealign.data.tigdog import load_tigdog
@@ -22,6 +25,9 @@ DATASET_LOADERS: dict[str, Callable[..., PoseDataset]] = {
     "tigdog": load_tigdog,
     "animalpose": load_animalpose,
     "coco": load_coco,
+    "rhd": load_rhd,
+    "freihand": load_freihand,
+    "h3d": load_h3d,
 }
 
 

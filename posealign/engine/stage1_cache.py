@@ -81,7 +81,7 @@ def data_fingerprint(training: TrainingState) -> str:
         records = cropped.dataset.records
         digest.update(f"{len(records)}\n".encode())
         for record in records:
-            digest.update(str(record.image).encode() + b"\n")
+            digest.update(str(record.image).encode() + (b"\nmirror\n" if record.mirror else b"\n"))
             for array in (record.keypoints, record.visible, record.bbox, record.crop_box):
                 digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:16]
