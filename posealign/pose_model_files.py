@@ -249,6 +249,35 @@ def load_pose_model(path: str | Path, device: str | torch.device = "cpu") -> Pos
     )
 
 
+# Architecture keys of ``model`` and their values in files written before the key existed.
+_ARCHITECTURE_DEFAULTS = {
+    "backbone": None,
+    "backbone_stages": 4,
+    "deconv_layers": 3,
+    "deconv_channels": 256,
+    "head_layers": 1,
+}
+
+
+def initialise_from_model_file(
+    networks: list[nn.Module], model_config, keypoint_set: KeypointSet, path: str | Path
+) -> None:
+    """``model.init``: every weight of ``networks`` (a run's student, and its teacher) from the model
+    file at ``path``, whose network must be the run's (the same ``model`` keys and keypoints)."""
+    source = f"model.init={path}"
+    loaded = load_pose_model(path)
+    for key, default in _ARCHITECTURE_DEFAULTS.items():
+        theirs, ours = loaded.model_config.get(key, default), model_config.get(key, default)
+        if theirs != ours:
+            raise UserError(
+                f"{source}: its network has model.{key}={theirs} but this run's has model.{key}={ours}; "
+                f"set model.{key}={theirs}"
+            )
+    loaded.require_keypoint_set(keypoint_set, source)
+    for network in networks:
+        network.load_state_dict(loaded.network.state_dict())
+
+
 # ------------------------------------------------------------------------------ writing and identity
 
 
