@@ -265,6 +265,8 @@ def initialise_from_model_file(
     """``model.init``: every weight of ``networks`` (a run's student, and its teacher) from the model
     file at ``path``, whose network must be the run's (the same ``model`` keys and keypoints)."""
     source = f"model.init={path}"
+    if not Path(path).exists():
+        raise UserError(f"{source}: file not found; pass a posealign checkpoint, export or `posealign import` file")
     loaded = load_pose_model(path)
     for key, default in _ARCHITECTURE_DEFAULTS.items():
         theirs, ours = loaded.model_config.get(key, default), model_config.get(key, default)

@@ -162,11 +162,19 @@ def one_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory) -> dict[str, tuple[Path, dict[str, nn.Module]]]:
+    """One checkpoint in each released format, and its networks."""
+    folder = tmp_path_factory.mktemp("releases")
+    return {source: save_release_checkpoint(source, folder) for source in ("daml", "udape", "regda", "regda_pretrain")}
+
+
 @pytest.mark.parametrize("source", ["daml", "udape", "regda", "regda_pretrain"])
-def test_imported_checkpoint_gives_the_released_heatmaps(source, tmp_path):
-    checkpoint, networks = save_release_checkpoint(source, tmp_path)
+def test_imported_checkpoint_gives_the_released_heatmaps(source, releases, tmp_path):
+    checkpoint, networks = releases[source]
     images = torch.rand(2, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
-    which_options = ["student", "teacher"] if source in ("daml", "udape") else ["model"]
+    # DAML's both weights (a wrong pick shows); UDAPE's file has the same layout
+    which_options = {"daml": ["student", "teacher"], "udape": ["teacher"]}.get(source, ["model"])
     heatmaps = {}
     for which in which_options:
         out = tmp_path / f"{which}.safetensors"
@@ -181,16 +189,19 @@ def test_imported_checkpoint_gives_the_released_heatmaps(source, tmp_path):
         assert expected.abs().max() > 0.01  # heatmaps worth comparing
         assert (heatmaps[which] - expected).abs().max() <= 1e-5
         assert model.keypoint_set.name == "body16" and model.origin["imported_from"] == name
-    if source in ("daml", "udape"):  # --which picked different weights
+    if source == "daml":  # --which picked different weights
         assert (heatmaps["student"] - heatmaps["teacher"]).abs().max() > 1e-3
 
 
-def test_import_defaults_to_the_teacher_and_predict_and_export_take_the_file(tmp_path):
-    checkpoint, networks = save_release_checkpoint("daml", tmp_path)
+def test_import_defaults_to_the_teacher_and_predict_and_export_take_the_file(releases, tmp_path):
+    checkpoint, networks = releases["daml"]
     out = tmp_path / "daml.safetensors"
     assert main(["import", str(checkpoint), "--from", "daml", "--task", "surreal2lsp", "--out", str(out)]) == 0
     model = load_pose_model(out)
     assert model.origin["weights"] == "teacher" and model.preprocessing.image_size == 256
+    images = torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with torch.no_grad():
+        assert (model.network(images)[0] - released_heatmaps(networks["teacher"], images)).abs().max() <= 1e-5
     assert model.training_config["data"]["eval"]["target"]["dataset"] == "lsp"  # eval's labeled splits
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 40, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     predictions = tmp_path / "predictions"
@@ -202,9 +213,9 @@ def test_import_defaults_to_the_teacher_and_predict_and_export_take_the_file(tmp
 
 
 def test_training_starts_from_an_imported_checkpoint(tmp_path, capsys):
-    checkpoint, _ = save_release_checkpoint("udape", tmp_path, hidden=32)
-    imported = tmp_path / "udape.safetensors"
-    command = ["import", str(checkpoint), "--from", "udape", "--task", "benchmark", "--out", str(imported)]
+    checkpoint, _ = save_release_checkpoint("regda_pretrain", tmp_path, hidden=32)
+    imported = tmp_path / "regda.safetensors"
+    command = ["import", str(checkpoint), "--from", "regda", "--task", "benchmark", "--out", str(imported)]
     assert main(command) == 0
     run = tmp_path / "run"
     train = [
@@ -212,6 +223,7 @@ def test_training_starts_from_an_imported_checkpoint(tmp_path, capsys):
         "run.tensorboard=false", "run.progress=false", "train.batch_size=2",
         "data.benchmark_sizes={source_train: 4, source_test: 2, target_train: 4, target_test: 2, target_val: 2}",
         f"model.init={imported}", "data.heatmap_size=16", "optim.lr=1e-12", "train.pretrain_steps=1",
+        "data.eval.source=null", "data.eval.target_val=null",
     ]  # fmt: skip
     assert main(train) == 2  # the benchmark's backbone stops at layer2; the released one runs all four
     error = capsys.readouterr().err.strip()
@@ -224,6 +236,10 @@ def test_training_starts_from_an_imported_checkpoint(tmp_path, capsys):
     start_parameters = dict(start.network.named_parameters())
     for name, parameter in trained.network.named_parameters():
         assert (parameter - start_parameters[name]).abs().max() < 1e-9, name
+    # eval reads the labeled splits from the task the import was given (the benchmark the run generated)
+    evaluate = ["eval", str(imported), "--split", "target", f"data.eval.target.root={tmp_path / 'benchmark'}"]
+    assert main(evaluate) == 0
+    assert "PCK@0.05" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -244,8 +260,8 @@ def test_a_network_posealign_cannot_rebuild_is_one_line_naming_the_difference(ar
     assert not out.exists()
 
 
-def test_missing_weights_name_what_the_checkpoint_holds(tmp_path, capsys):
-    checkpoint, _ = save_release_checkpoint("regda", tmp_path)
+def test_missing_weights_name_what_the_checkpoint_holds(releases, tmp_path, capsys):
+    checkpoint, _ = releases["regda"]
     out = tmp_path / "model.safetensors"
     command = ["import", str(checkpoint), "--from", "daml", "--task", "surreal2lsp", "--out", str(out)]
     assert main([*command, "--which", "teacher"]) == 2
