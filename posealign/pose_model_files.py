@@ -213,6 +213,11 @@ def _read_saved_model(path: Path) -> _SavedPoseModel:
         raise UserError(
             f"{path}: checkpoint not found; pass RUN/checkpoints/final.pt or a .safetensors file written by posealign export"
         )
+    if path.suffix.lower() == ".onnx":
+        raise UserError(
+            f"{path}: an ONNX model runs in posealign predict only; pass the checkpoint or .safetensors it was "
+            "exported from"
+        )
     with open(path, "rb") as handle:
         head = handle.read(9)
     # safetensors: 8-byte little-endian header length, then the JSON header.

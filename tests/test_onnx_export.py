@@ -127,3 +127,10 @@ def test_an_onnx_file_without_posealign_metadata_is_one_line(exported, tmp_path,
     assert main(["predict", str(tmp_path / "x.png"), "--checkpoint", str(foreign), "--out", str(tmp_path / "o")]) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "without posealign metadata" in error and str(foreign) in error
+
+
+def test_commands_that_need_the_pytorch_weights_refuse_an_onnx_file_in_one_line(exported, tmp_path, capsys):
+    assert main(["export", str(exported["onnx"]), "--out", str(tmp_path / "again.safetensors")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "runs in posealign predict only" in error
+    assert not (tmp_path / "again.safetensors").exists()
