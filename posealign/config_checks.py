@@ -34,6 +34,8 @@ def check_values(config: DictConfig, *, check_roots: bool = True, check_machine:
     _check_combinations(config)
     for key, spec in dataset_entries(config):
         _check_dataset_entry(config, key, spec, check_roots)
+    if check_roots:
+        _check_init(config)
     if check_machine:
         _check_pretrained(config)
 
@@ -162,6 +164,15 @@ def _check_dataset_entry(config: DictConfig, key: str, spec: DictConfig, check_r
     if check_roots and not root.is_dir():
         what = "not a folder" if root.exists() else "folder not found"
         raise UserError(f"{root}: {what} ({key}); pass {root_key}=/path/to/{spec.dataset}")
+
+
+def _check_init(config: DictConfig) -> None:
+    """``model.init`` names a file that exists (its contents are checked when the network is built)."""
+    init = config.model.get("init")
+    if init and not Path(str(init)).exists():
+        raise UserError(
+            f"model.init={init}: file not found; pass a posealign checkpoint, export or `posealign import` file"
+        )
 
 
 def _root_key(config: DictConfig, key: str) -> str:

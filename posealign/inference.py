@@ -83,7 +83,8 @@ def predict_crop_boxes(
 
     Returns keypoints (N, K, 2) in original image pixels, confidence (N, K) and the crop boxes used (N, 4).
     """
-    device = next(model.parameters()).device
+    # A buffer, not a parameter: an onnxruntime-backed network (posealign.onnx_model) has no parameters.
+    device = next(model.buffers()).device
     coords_all, confidence_all, used_all = [], [], []
     for start in range(0, len(images), batch_size):
         crops, used = zip(

@@ -2,9 +2,11 @@
 
 Two formats hold a network: a training checkpoint (``RUN/checkpoints/final.pt``, written by the
 trainer: the teacher when the run has one, else the student, as every reported number) and an
-export (``posealign export``: safetensors whose header holds, as JSON strings, the keypoint set, the
-model config and the preprocessing, so that no training config is needed to use it). ``eval``,
-``report``, ``predict`` and ``export`` all load through ``load_pose_model``.
+export (``posealign export`` or ``posealign import``: safetensors whose header holds, as JSON
+strings, the keypoint set, the model config, the preprocessing and the run's config, so that no
+other file is needed to use it). ``eval``, ``report``, ``predict``, ``export`` and ``model.init``
+all load through ``load_pose_model``; an ONNX export (:mod:`posealign.onnx_model`) carries the same
+metadata and is read by ``predict`` only.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ class PoseModel:
     model_config: dict
     origin: dict
     training_config: dict | None = None
+
+    def fingerprint(self) -> str:
+        """Which weights these are (:func:`weights_fingerprint`): a checkpoint and its exports agree."""
+        return weights_fingerprint(self.network)
 
     def require_keypoint_set(self, keypoint_set: KeypointSet, source: str | Path) -> None:
         """A ``UserError`` unless the network predicts ``keypoint_set`` (the same names, in order)."""
@@ -169,21 +175,29 @@ def _read_exported_model(path: Path) -> _SavedPoseModel:
         raise UserError(
             f"{path}: cannot read safetensors file ({error}); export it again with posealign export"
         ) from None
+    return _SavedPoseModel(state_dict, *read_export_metadata(header, path, "safetensors"))
+
+
+def read_export_metadata(
+    header: dict[str, str], path: Path, kind: str
+) -> tuple[KeypointSet, dict, Preprocessing, dict, dict | None]:
+    """keypoint set, model config, preprocessing, origin and training config (None when the export
+    carries none) from the string metadata an export holds (``write_exported_model``, ``.onnx``)."""
     if header.get("format") != EXPORT_FORMAT:
         raise UserError(
-            f"{path}: safetensors file without posealign metadata (format {header.get('format')!r}); "
+            f"{path}: {kind} file without posealign metadata (format {header.get('format')!r}); "
             "write it with posealign export"
         )
     try:
         meta = {key: json.loads(value) for key, value in header.items() if key != "format"}
-        return _SavedPoseModel(
-            state_dict=state_dict,
-            keypoint_set=keypoint_set_from_saved(meta["keypoint_set"]),
-            model_config=dict(meta["model"]),
-            preprocessing=Preprocessing(
+        return (
+            keypoint_set_from_saved(meta["keypoint_set"]),
+            dict(meta["model"]),
+            Preprocessing(
                 int(meta["image_size"]), int(meta["heatmap_size"]), float(meta["sigma"]), float(meta["box_scale"])
             ),
-            origin={**meta.get("origin", {}), "exported": str(path)},
+            {**meta.get("origin", {}), "exported": str(path)},
+            meta.get("config"),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise UserError(
@@ -198,6 +212,11 @@ def _read_saved_model(path: Path) -> _SavedPoseModel:
     if not path.is_file():
         raise UserError(
             f"{path}: checkpoint not found; pass RUN/checkpoints/final.pt or a .safetensors file written by posealign export"
+        )
+    if path.suffix.lower() == ".onnx":
+        raise UserError(
+            f"{path}: an ONNX model runs in posealign predict only; pass the checkpoint or .safetensors it was "
+            "exported from"
         )
     with open(path, "rb") as handle:
         head = handle.read(9)
@@ -235,7 +254,62 @@ def load_pose_model(path: str | Path, device: str | torch.device = "cpu") -> Pos
     )
 
 
+# Architecture keys of ``model`` and their values in files written before the key existed.
+_ARCHITECTURE_DEFAULTS = {
+    "backbone": None,
+    "backbone_stages": 4,
+    "deconv_layers": 3,
+    "deconv_channels": 256,
+    "head_layers": 1,
+}
+
+
+def initialise_from_model_file(
+    networks: list[nn.Module], model_config, keypoint_set: KeypointSet, path: str | Path
+) -> None:
+    """``model.init``: every weight of ``networks`` (a run's student, and its teacher) from the model
+    file at ``path``, whose network must be the run's (the same ``model`` keys and keypoints)."""
+    source = f"model.init={path}"
+    if not Path(path).exists():
+        raise UserError(f"{source}: file not found; pass a posealign checkpoint, export or `posealign import` file")
+    loaded = load_pose_model(path)
+    for key, default in _ARCHITECTURE_DEFAULTS.items():
+        theirs, ours = loaded.model_config.get(key, default), model_config.get(key, default)
+        if theirs != ours:
+            raise UserError(
+                f"{source}: its network has model.{key}={theirs} but this run's has model.{key}={ours}; "
+                f"set model.{key}={theirs}"
+            )
+    loaded.require_keypoint_set(keypoint_set, source)
+    for network in networks:
+        network.load_state_dict(loaded.network.state_dict())
+
+
 # ------------------------------------------------------------------------------ writing and identity
+
+
+def export_metadata(model: PoseModel) -> dict[str, str]:
+    """What an export says about its model, each value a JSON string (safetensors headers and ONNX
+    metadata_props hold strings only): ``format`` plus what ``read_export_metadata`` reads back.
+    ``config`` (the run's resolved config) lets ``eval`` find the labeled splits."""
+    metadata = {
+        "format_version": EXPORT_FORMAT_VERSION,
+        "architecture": "SimpleBaseline",
+        "keypoint_set": keypoint_set_to_saved(model.keypoint_set),
+        # The network only: not where its training found backbone or starting weights.
+        "model": {**{k: v for k, v in model.model_config.items() if k != "init"}, "pretrained": "none"},
+        "image_size": model.preprocessing.image_size,
+        "heatmap_size": model.preprocessing.heatmap_size,
+        "sigma": model.preprocessing.sigma,
+        "box_scale": model.preprocessing.box_scale,
+        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "note": NORMALIZATION_NOTE},
+        "outputs": "heatmaps (B, K, H, W) and deconvolution features; keypoint = argmax * image_size / heatmap_size",
+        "origin": model.origin,
+        "weights_sha256": model.fingerprint(),
+    }
+    if model.training_config is not None:
+        metadata["config"] = model.training_config
+    return {"format": EXPORT_FORMAT, **{key: json.dumps(value) for key, value in metadata.items()}}
 
 
 def write_exported_model(model: PoseModel, out: Path) -> None:
@@ -244,24 +318,12 @@ def write_exported_model(model: PoseModel, out: Path) -> None:
     complete before either replaces an earlier version."""
     from safetensors.torch import save_file
 
-    metadata = {
-        "format_version": EXPORT_FORMAT_VERSION,
-        "architecture": "SimpleBaseline",
-        "keypoint_set": keypoint_set_to_saved(model.keypoint_set),
-        "model": {**model.model_config, "pretrained": "none"},
-        "image_size": model.preprocessing.image_size,
-        "heatmap_size": model.preprocessing.heatmap_size,
-        "sigma": model.preprocessing.sigma,
-        "box_scale": model.preprocessing.box_scale,
-        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "note": NORMALIZATION_NOTE},
-        "outputs": "heatmaps (B, K, H, W) and deconvolution features; keypoint = argmax * image_size / heatmap_size",
-        "origin": model.origin,
-    }
+    header = export_metadata(model)
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.network.state_dict().items()}
-    header = {"format": EXPORT_FORMAT, **{key: json.dumps(value) for key, value in metadata.items()}}
+    sidecar = {key: value if key == "format" else json.loads(value) for key, value in header.items()}
     with atomic_replace(out) as temporary:
         save_file(tensors, str(temporary), metadata=header)
-        atomic_write_json(out.with_suffix(".json"), {"format": EXPORT_FORMAT, **metadata}, indent=2)
+        atomic_write_json(out.with_suffix(".json"), sidecar, indent=2)
 
 
 def weights_fingerprint(model: nn.Module) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from posealign.errors import DatasetFormatError, UserError
 
-SUBCOMMANDS = ("train", "config", "eval", "demo", "ablate", "data", "style", "predict", "export", "report")
+SUBCOMMANDS = ("train", "config", "eval", "demo", "ablate", "data", "style", "predict", "export", "import", "report")
 
 
 class _IntermixedSubParsers(argparse._SubParsersAction):

@@ -2,7 +2,8 @@
 
 IMAGES are files, folders (searched recursively for .jpg .jpeg .png .bmp .webp .tif .tiff) or glob
 patterns (quote them, e.g. 'data/**/*.jpg'). CKPT is a training checkpoint (RUN/checkpoints/final.pt,
-or the run folder itself) or a .safetensors file written by ``posealign export``.
+or the run folder itself), a .safetensors file written by ``posealign export`` or ``posealign import``,
+or a .onnx file written by ``posealign export --format onnx`` (run by onnxruntime on the CPU).
 
 Without ``--boxes`` each image is one object (the whole image, aspect kept). With ``--boxes`` (a
 COCO JSON: ``images`` with ``file_name`` and ``id``, ``annotations`` with ``bbox`` and ``image_id``)
@@ -29,7 +30,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders (recursive) or glob patterns")
     parser.add_argument(
-        "--checkpoint", required=True, help="RUN/checkpoints/final.pt, a run folder or an exported .safetensors"
+        "--checkpoint", required=True, help="RUN/checkpoints/final.pt, a run folder, an exported .safetensors or .onnx"
     )
     parser.add_argument("--out", required=True, help="output folder (predictions.json, overlays/)")
     parser.add_argument("--boxes", default=None, help="COCO JSON with the object boxes (images + annotations' bbox)")
@@ -75,7 +76,8 @@ def predict_files(
     from posealign.cli.predict_inputs import attach_boxes, collect_images, open_input_image, read_box_file
     from posealign.cli.predict_outputs import check_output_folder, write_predictions
     from posealign.inference import predict_images
-    from posealign.pose_model_files import keypoint_set_to_saved, load_pose_model, weights_fingerprint
+    from posealign.onnx_model import load_model_for_prediction
+    from posealign.pose_model_files import keypoint_set_to_saved
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {batch_size}")
@@ -85,8 +87,8 @@ def predict_files(
     images = collect_images(inputs)
     if box_file is not None:
         attach_boxes(images, read_box_file(Path(box_file)), Path(box_file))
-    model = load_pose_model(checkpoint, device=resolve_device(device))
-    fingerprint = weights_fingerprint(model.network)
+    model = load_model_for_prediction(checkpoint, device=resolve_device(device))
+    fingerprint = model.fingerprint()
     check_output_folder(out, fingerprint)
 
     poses_per_image: list[list] = []

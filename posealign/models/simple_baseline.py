@@ -75,6 +75,9 @@ def load_backbone_weights(resnet: nn.Module, path: Path) -> None:
 class SimpleBaseline(nn.Module):
     """ResNet -> ``deconv_layers`` x (deconv k4 s2, BN, ReLU) -> 1x1 conv to K heatmaps.
 
+    ``head_layers`` > 1 puts (3x3 conv, BN, ReLU) x (head_layers - 1) before the 1x1 conv, in the
+    layout of RegDA's ``PoseResNet2d`` head (``--num-head-layers``), so its checkpoints load.
+
     forward: images (B, 3, S, S) in [0, 1] -> heatmaps (B, K, S/r, S/r), features (B, C, S/r, S/r)
     with r = backbone stride / 2**deconv_layers (4 for the paper's ResNet + 3 deconvolutions).
     ``features_from="backbone"`` returns the backbone's output instead, at the backbone's stride
@@ -89,6 +92,7 @@ class SimpleBaseline(nn.Module):
         backbone_stages: int = 4,
         deconv_layers: int = 3,
         deconv_channels: int = 256,
+        head_layers: int = 1,
     ) -> None:
         super().__init__()
         self.backbone, channels, backbone_stride = build_resnet_backbone(backbone, pretrained, backbone_stages)
@@ -101,7 +105,17 @@ class SimpleBaseline(nn.Module):
             ]
             channels = deconv_channels
         self.deconv = nn.Sequential(*layers)
-        self.head = nn.Conv2d(channels, num_keypoints, kernel_size=1)
+        if head_layers < 1:
+            raise UserError(f"model.head_layers must be at least 1, got {head_layers}")
+        head = nn.Conv2d(channels, num_keypoints, kernel_size=1)
+        if head_layers == 1:
+            self.head = head
+        else:
+            hidden = [
+                (nn.Conv2d(channels, channels, 3, 1, 1), nn.BatchNorm2d(channels), nn.ReLU())
+                for _ in range(head_layers - 1)
+            ]
+            self.head = nn.Sequential(*(m for layer in hidden for m in layer), head)
         self.feature_channels = channels
         self.stride = backbone_stride // 2**deconv_layers
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -109,8 +123,10 @@ class SimpleBaseline(nn.Module):
         for module in self.deconv.modules():
             if isinstance(module, nn.ConvTranspose2d):
                 nn.init.normal_(module.weight, std=0.001)
-        nn.init.normal_(self.head.weight, std=0.001)
-        nn.init.zeros_(self.head.bias)
+        for module in self.head.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=0.001)
+                nn.init.zeros_(module.bias)
 
     def forward(
         self, images: torch.Tensor, domains: int = 1, features_from: str = "deconv"
@@ -140,4 +156,5 @@ def build_pose_model(model_cfg, num_keypoints: int) -> SimpleBaseline:
         backbone_stages=int(model_cfg.get("backbone_stages", 4)),
         deconv_layers=int(model_cfg.get("deconv_layers", 3)),
         deconv_channels=int(model_cfg.get("deconv_channels", 256)),
+        head_layers=int(model_cfg.get("head_layers", 1)),
     )
