@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from posealign.data.animalpose import load_animalpose
 from posealign.data.coco import load_coco
+from posealign.data.human36m import load_human36m
 from posealign.data.lsp import load_lsp
 from posealign.data.records import PoseDataset
 from posealign.data.surreal import load_surreal
@@ -22,6 +23,7 @@ DATASET_LOADERS: dict[str, Callable[..., PoseDataset]] = {
     "tigdog": load_tigdog,
     "animalpose": load_animalpose,
     "coco": load_coco,
+    "human36m": load_human36m,
 }
 
 
