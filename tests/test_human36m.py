@@ -266,6 +266,10 @@ def test_missing_files_and_wrong_keypoint_counts(tmp_path):
     (raw / "images" / frame_name(1, 5)).unlink()
     with raises_one_line_error(frame_name(1, 5)):
         prepare_human36m(raw, raw, subjects=[1], progress=False)
+    broken = raw / "images" / frame_name(5, 0)
+    broken.write_bytes(broken.read_bytes()[:200])
+    with raises_one_line_error(frame_name(5, 0)):
+        prepare_human36m(raw, raw, subjects=[5], progress=False)
 
     prepared = tmp_path / "prepared"
     make_human36m(prepared)

@@ -114,9 +114,14 @@ def prepare_subject(raw_dir: Path, out_dir: Path, subject: int, progress: bool =
         source = raw_dir / "images" / name
         if not source.is_file():
             raise DatasetFormatError(f"{source}: frame listed in {data_path.name} not found; extract images/ fully")
-        with Image.open(source) as frame:
-            left, upper, right, lower = anchor_crop_box(keypoints, *frame.size)
-            crop = frame.crop((left, upper, right + 1, lower + 1))
+        try:
+            with Image.open(source) as frame:
+                left, upper, right, lower = anchor_crop_box(keypoints, *frame.size)
+                crop = frame.crop((left, upper, right + 1, lower + 1))
+        except OSError as error:
+            raise DatasetFormatError(
+                f"{source}: does not decode ({' '.join(str(error).split())}); re-extract this frame"
+            ) from None
         side = crop.width
         crop = crop.resize((CROP_SIZE, CROP_SIZE), Image.Resampling.BICUBIC)
         destination = out_dir / "crop_images" / name
