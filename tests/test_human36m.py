@@ -244,6 +244,8 @@ def test_prepare_command(tmp_path, capsys):
     assert (tmp_path / "out" / "annotations" / "keypoints2d_9.json").is_file()
     assert main(["data", "prepare", "human36m", str(tmp_path / "raw"), str(tmp_path / "out"), "--stride", "3"]) == 2
     assert "--stride" in capsys.readouterr().err
+    assert main(["data", "prepare", "surreal", str(tmp_path / "raw"), str(tmp_path / "s"), "--subject", "9"]) == 2
+    assert "--subject" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- one-line errors

@@ -38,7 +38,6 @@ DEFAULT_SPLITS = {
     "coco": ("train", "val"),
     "human36m": ("train", "test"),
 }
-# --category is the animal for the animal datasets, the COCO category name for COCO files.
 HUMAN36M_SUBJECTS = TRAIN_SUBJECTS + TEST_SUBJECTS
 # The prepare options that only SURREAL's conversion reads, with their defaults.
 SURREAL_ONLY_OPTIONS = {
@@ -49,6 +48,7 @@ SURREAL_ONLY_OPTIONS = {
     "format": "jpg",
     "min_joints_inside": 12,
 }
+# --category is the animal for the animal datasets, the COCO category name for COCO files.
 CATEGORY_OPTION = {"synanimal": "animal", "tigdog": "animal", "animalpose": "category", "coco": "category"}
 
 

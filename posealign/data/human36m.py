@@ -11,7 +11,7 @@ human36m`` writes from the parsed release; see ``prepare_human36m``)::
 Splits (the anchors' rule): ``train`` = subjects 1, 5, 6, 7, 8; ``test`` = subjects 9, 11; ``all`` =
 both. The subjects' samples are concatenated in that order, each file in its own order. The test
 split is then ``random.seed(42); random.choices(samples, k=3200)``: 3200 draws *with replacement*,
-so a test sample can appear more than once, exactly as the papers' test set did (``test_count=None``
+so a test sample can appear more than once, as in the anchors' test set (``test_count=None``
 keeps every test sample once instead).
 
 The keypoints are already Body16 (the crop cache maps Human3.6M's 17 joints, see
