@@ -320,3 +320,29 @@ def test_no_task_silently_undoes_a_setting_of_a_method_preset(task):
         for key, value in _flat_keys(chain).items():
             if key not in ("inherit", "method") and not isinstance(value, dict):
                 assert loaded[key] == value, f"{task} changes {preset}'s {key}: {value!r} -> {loaded[key]!r}"
+
+
+def test_surreal2human36m_resolves_to_the_anchors_settings_for_every_table_row():
+    """SURREAL -> Human3.6M: TLlib's SURREAL train/val as source, Human3.6M subjects 1, 5, 6, 7, 8 as
+    the unlabeled target and 9, 11 (3200 draws) as its test, the paper model and schedule; each row
+    of the paper tables (source-only, oracle, mean teacher, daml, daml_release, udape) loads on it."""
+    for preset in ("source_only", "oracle", "mean_teacher", "daml", "daml_release", "udape"):
+        config = OmegaConf.create(OmegaConf.to_container(load_config(preset, "surreal2human36m"), resolve=True))
+        specs = {
+            "source": config.data.source,
+            "target": config.data.target,
+            "eval.target": config.data.eval.target,
+            "eval.source": config.data.eval.source,
+        }
+        found = {role: (s.dataset, s.split, OmegaConf.to_container(s.options)) for role, s in specs.items()}
+        assert found == {
+            "source": ("surreal", "train", {}),
+            "target": ("human36m", "train", {}),
+            "eval.target": ("human36m", "test", {}),
+            "eval.source": ("surreal", "val", {}),
+        }, preset
+        assert config.preset == preset and config.data.keypoint_set == "body16" and config.data.sigma == 2.0
+        assert config.model.backbone == "resnet101" and (config.data.image_size, config.data.heatmap_size) == (256, 64)
+        assert (config.train.pretrain_steps, config.train.batch_size) == (20000, 32)
+        assert config.train.adapt_steps == (0 if preset in ("source_only", "oracle") else 15000)
+        assert dict(config.reference) == {"source_only": 67.3, "regda": 75.6}

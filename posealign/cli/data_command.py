@@ -4,6 +4,7 @@
     posealign data inspect --dataset animalpose --root data/animal-pose --category dog
     posealign data inspect --dataset h3d --root data/H3D_crop -o task=noobject
     posealign data prepare surreal RAW_DIR OUT_DIR [--stride 10] [--split train]
+    posealign data prepare human36m RAW_DIR OUT_DIR [--subject 9 --subject 11]
 
 ``inspect`` prints one JSON object per record on stdout, ``{"image", "keypoints": [[x, y, v], ...],
 "bbox": [x, y, w, h]}`` (image relative to the dataset root, keypoints in the keypoint set's order, in
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from posealign.cli import add_command_parser
+from posealign.data.human36m import TEST_SUBJECTS, TRAIN_SUBJECTS
 from posealign.data.prepare_surreal import SPLITS as SURREAL_SPLITS
 from posealign.data.records import PoseDataset, PoseRecord
 from posealign.data.registry import DATASET_LOADERS
@@ -38,6 +40,17 @@ DEFAULT_SPLITS = {
     "rhd": ("train", "test"),
     "freihand": ("train", "test"),
     "h3d": ("train", "test"),
+    "human36m": ("train", "test"),
+}
+HUMAN36M_SUBJECTS = TRAIN_SUBJECTS + TEST_SUBJECTS
+# The prepare options that only SURREAL's conversion reads, with their defaults.
+SURREAL_ONLY_OPTIONS = {
+    "stride": 10,
+    "split": None,
+    "enlarge": 1.5,
+    "size": None,
+    "format": "jpg",
+    "min_joints_inside": 12,
 }
 # --category is the animal for the animal datasets, the COCO category name for COCO files.
 CATEGORY_OPTION = {"synanimal": "animal", "tigdog": "animal", "animalpose": "category", "coco": "category"}
@@ -65,9 +78,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inspect_parser.set_defaults(func=run_inspect)
 
     prepare_parser = actions.add_parser("prepare", help="convert a raw release into the layout its loader reads")
-    prepare_parser.add_argument("dataset", choices=["surreal"])
-    prepare_parser.add_argument("raw_dir", help="SURREAL's cmu folder (<split>/run{k}/<sequence>/<clip>.mp4)")
-    prepare_parser.add_argument("out_dir", help="where <split>/run{k}/ crops and <split>/run{k}.json go")
+    prepare_parser.add_argument("dataset", choices=["surreal", "human36m"])
+    prepare_parser.add_argument(
+        "raw_dir",
+        help="surreal: SURREAL's cmu folder (<split>/run{k}/<sequence>/<clip>.mp4); "
+        "human36m: the parsed release (annotations/Human36M_subject*_*.json, images/)",
+    )
+    prepare_parser.add_argument(
+        "out_dir",
+        help="surreal: where <split>/run{k}/ crops and <split>/run{k}.json go; "
+        "human36m: where crop_images/ and annotations/keypoints2d_{s}.json go (may be RAW_DIR)",
+    )
     prepare_parser.add_argument("--stride", type=int, default=10, help="keep every N-th frame (default 10)")
     prepare_parser.add_argument("--split", choices=SURREAL_SPLITS, help="one split (default: all present)")
     prepare_parser.add_argument("--enlarge", type=float, default=1.5, help="crop side / joints' box side (default 1.5)")
@@ -77,6 +98,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare_parser.add_argument("--format", choices=["jpg", "png"], default="jpg")
     prepare_parser.add_argument(
         "--min-joints-inside", type=int, default=12, help="skip frames with fewer joints in view"
+    )
+    prepare_parser.add_argument(
+        "--subject",
+        type=int,
+        action="append",
+        choices=HUMAN36M_SUBJECTS,
+        help="human36m: one subject (repeat for more; default: all seven)",
     )
     prepare_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     prepare_parser.set_defaults(func=run_prepare)
@@ -200,6 +228,10 @@ def _relative(image: Path, dataset: PoseDataset, root: str) -> str:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    if args.dataset == "human36m":
+        return run_prepare_human36m(args)
+    if args.subject:
+        raise UserError("--subject: only 'prepare human36m' takes subjects; drop it")
     from posealign.data.prepare_surreal import prepare_surreal
 
     report = prepare_surreal(
@@ -222,3 +254,22 @@ def run_prepare(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1 if report.failed else 0
+
+
+def run_prepare_human36m(args: argparse.Namespace) -> int:
+    from posealign.data.prepare_human36m import SUBJECTS, prepare_human36m
+
+    for key, default in SURREAL_ONLY_OPTIONS.items():
+        if getattr(args, key) != default:
+            raise UserError(
+                f"--{key.replace('_', '-')}: only 'prepare surreal' reads it; the Human3.6M crops are fixed"
+            )
+    report = prepare_human36m(
+        args.raw_dir, args.out_dir, subjects=tuple(args.subject or SUBJECTS), progress=not args.no_progress
+    )
+    print(
+        f"prepare human36m: subjects {report.subjects} prepared ({report.frames} frames), "
+        f"{report.skipped} already done; annotation files written: {len(report.annotation_files)}",
+        file=sys.stderr,
+    )
+    return 0

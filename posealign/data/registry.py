@@ -11,6 +11,7 @@ from posealign.data.animalpose import load_animalpose
 from posealign.data.coco import load_coco
 from posealign.data.freihand import load_freihand
 from posealign.data.h3d import load_h3d
+from posealign.data.human36m import load_human36m
 from posealign.data.lsp import load_lsp
 from posealign.data.records import PoseDataset
 from posealign.data.rhd import load_rhd
@@ -28,6 +29,7 @@ DATASET_LOADERS: dict[str, Callable[..., PoseDataset]] = {
     "rhd": load_rhd,
     "freihand": load_freihand,
     "h3d": load_h3d,
+    "human36m": load_human36m,
 }
 
 
