@@ -61,6 +61,9 @@ def test_video_gives_results_table_and_overlay_of_every_frame(model, clip, tmp_p
     assert {entry["file_name"] for entry in results} == {str(clip)}
 
     # The table as DeepLabCut and movement read it: three header rows, the frame as the index.
+    # movement checks the rows' first cells (a digit in the fourth: one animal), then reads the header.
+    with open(out / "videos" / "clip.csv") as handle:
+        assert [handle.readline().split(",")[0] for _ in range(4)] == ["scorer", "bodyparts", "coords", "0"]
     table = pd.read_csv(out / "videos" / "clip.csv", header=[0, 1, 2], index_col=0)
     assert list(table.columns.names) == ["scorer", "bodyparts", "coords"]
     assert list(table.index) == list(range(FRAMES))
