@@ -11,6 +11,7 @@ naming it, never a silently shorter list of frames.
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import tempfile
@@ -93,12 +94,16 @@ def probe_video(path: Path) -> VideoInfo:
     if not has_video or frames == 0:
         raise UserError(f"{path}: holds no video frames; pass a video with at least one frame")
     reader = imageio_ffmpeg.read_frames(str(path))
+    quiet = logging.getLogger("imageio_ffmpeg")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # a rotated video's size is expected to differ from the stored one
     try:
         meta = next(reader)
     except (OSError, RuntimeError, ValueError, StopIteration, IndexError):
         raise UserError(f"{path}: cannot be read as a video (no readable video stream); {_CONVERT_FIX}") from None
     finally:
         reader.close()
+        quiet.setLevel(level)
     width, height = (int(v) for v in meta.get("size") or (0, 0))
     fps = float(meta.get("fps") or 0.0)
     if width < 2 or height < 2 or not fps > 0:

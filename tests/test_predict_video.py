@@ -19,6 +19,7 @@ from posealign.benchmark.domains import TARGET_STYLE
 from posealign.benchmark.render import render_examples
 from posealign.cli import main
 from posealign.keypoints import BODY16
+from posealign.video_io import probe_video, read_video_frames
 from tests.tiny_models import write_tiny_model
 
 FRAMES, FPS = 10, 12.5
@@ -89,6 +90,17 @@ def test_video_gives_results_table_and_overlay_of_every_frame(model, clip, tmp_p
     assert next(reader)["fps"] == FPS
     reader.close()
     assert imageio_ffmpeg.count_frames_and_secs(str(overlay))[0] == FRAMES
+
+
+def test_a_rotated_video_is_read_as_a_player_shows_it(clip, tmp_path):
+    """A phone video stores its frames sideways with a display rotation, as a phone photo its EXIF tag."""
+    rotated = tmp_path / "rotated.mp4"
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-display_rotation", "90", "-i", str(clip)]
+    subprocess.run([*command, "-c", "copy", str(rotated)], check=True)
+    stored, shown = probe_video(clip), probe_video(rotated)
+    assert (shown.width, shown.height, shown.frames) == (stored.height, stored.width, stored.frames)
+    for upright, turned in zip(read_video_frames(stored), read_video_frames(shown), strict=True):
+        assert np.array_equal(np.rot90(upright), turned)  # 90 degrees counter-clockwise, as the matrix says
 
 
 def test_fixed_box_and_per_frame_boxes(model, clip, tmp_path):
