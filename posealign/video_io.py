@@ -188,4 +188,9 @@ class VideoWriter:
         if self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+        if self._process.stdin and not self._process.stdin.closed:
+            try:
+                self._process.stdin.close()
+            except BrokenPipeError:
+                pass
         self._log.close()
