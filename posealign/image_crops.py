@@ -1,7 +1,11 @@
 """An image file and the square crop of it the network sees: one way for training data and predict.
 
-Both the datasets (``CroppedPoseDataset``) and ``posealign predict`` read images here and cut crops
-here, so a model sees at prediction exactly the pixels it saw at evaluation.
+Every image posealign reads goes through ``read_rgb_image`` (pixels) or ``read_image_size`` (the size a
+dataset loader needs for its crop boxes): the datasets (``CroppedPoseDataset``), ``posealign
+predict``, ``data inspect``, style training and the report's tiles. So a model sees at prediction
+exactly the pixels it saw at evaluation, and every image is in the frame a viewer shows: a phone
+stores a photo sideways with an EXIF orientation tag that every viewer applies, and so does
+posealign (as OpenCV's ``imread``, and so mmpose, do). Keypoints, boxes and overlays are in that frame.
 """
 
 from __future__ import annotations
@@ -9,20 +13,40 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from posealign.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what folder inputs are searched for
+_SIDEWAYS = (5, 6, 7, 8)  # EXIF orientations that turn the stored image by 90 degrees: width and height swap
+
+
+def _exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1: stored as shown; 2..8: flipped and/or turned), 1 when absent."""
+    try:
+        return int(image.getexif().get(ExifTags.Base.Orientation, 1) or 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block: shown as stored, as viewers do
+        return 1
+
+
+def read_image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file as a viewer shows it, read from its header (no decoding for
+    JPEG). Raises what ``PIL.Image.open`` raises for a missing or unreadable file."""
+    with Image.open(path) as image:
+        width, height = image.size
+        return (height, width) if _exif_orientation(image) in _SIDEWAYS else (width, height)
 
 
 def read_rgb_image(
     path: str | Path, missing_fix: str, broken_fix: str, error: type[Exception] = UserError
 ) -> Image.Image:
-    """An RGB image of at least 2 x 2 pixels, fully decoded, or ``error`` with one line naming the
-    file and the fix (``missing_fix`` when it does not exist, ``broken_fix`` when it cannot be used)."""
+    """An RGB image of at least 2 x 2 pixels in the frame a viewer shows (its EXIF orientation applied),
+    fully decoded, or ``error`` with one line naming the file and the fix (``missing_fix`` when it
+    does not exist, ``broken_fix`` when it cannot be used)."""
     try:
         with Image.open(path) as image:
+            if _exif_orientation(image) != 1:
+                image = ImageOps.exif_transpose(image)
             image = image.convert("RGB")
     except FileNotFoundError:
         raise error(f"{path}: image file not found; {missing_fix}") from None

@@ -173,13 +173,13 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def _decodes(path: Path) -> bool:
-    """Whether the image file decodes completely (a truncated or corrupt file does not)."""
-    from PIL import Image
+    """Whether the image file decodes completely (a truncated or corrupt file does not), read as
+    training reads it."""
+    from posealign.image_crops import read_rgb_image
 
     try:
-        with Image.open(path) as image:
-            image.load()
-    except Exception:  # noqa: BLE001 - PIL raises many types for a broken file
+        read_rgb_image(path, missing_fix="", broken_fix="")
+    except Exception:  # noqa: BLE001 - the reader's one-line error, or what PIL raises beyond it
         return False
     return True
 

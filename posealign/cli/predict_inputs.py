@@ -27,8 +27,8 @@ class ImageInput:
     boxes: list[list[float]] | None = None
 
 
-def collect_images(specs: list[str]) -> list[ImageInput]:
-    """Files, folders (searched recursively) and globs -> images in a stable order, each once.
+def collect_images(specs: list[str], extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[ImageInput]:
+    """Files, folders (searched recursively for ``extensions``) and globs -> files in a stable order, each once.
 
     ``file_name`` is the path below the folder for folder inputs, the path as given otherwise.
     """
@@ -36,19 +36,19 @@ def collect_images(specs: list[str]) -> list[ImageInput]:
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            matches = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            matches = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
             if not matches:
-                raise UserError(f"{spec}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)}); pass another folder")
+                raise UserError(f"{spec}: folder holds no {' '.join(extensions)} files; pass another folder")
             found += [(p, p.relative_to(path).as_posix()) for p in matches]
         elif path.is_file():
             found.append((path, path.as_posix()))
         elif glob.has_magic(spec):
-            matches = sorted(
-                Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in IMAGE_EXTENSIONS
-            )
+            matches = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in extensions)
             matches = [p for p in matches if p.is_file()]
             if not matches:
-                raise UserError(f"{spec}: pattern matches no image files; check the pattern (quote it for the shell)")
+                raise UserError(
+                    f"{spec}: pattern matches no {' '.join(extensions)} files; check the pattern (quote it for the shell)"
+                )
             found += [(p, p.as_posix()) for p in matches]
         else:
             raise UserError(f"{spec}: no such file or folder; pass image files, folders or glob patterns")
@@ -107,28 +107,36 @@ def read_box_file(path: Path) -> dict[str, dict]:
     return entries
 
 
+def listed_name(path: Path, names: list[str]) -> str | None:
+    """The name in ``names`` that is the longest trailing part of ``path`` (``a.jpg`` and ``sub/a.jpg``
+    both name ``data/sub/a.jpg``; the second wins), an absolute name only the file itself; None if none."""
+    parts = path.resolve().parts
+    best, best_length = None, -1
+    for name in names:
+        if Path(name).name != path.name:
+            continue
+        name_parts = Path(name).parts
+        if Path(name).is_absolute():
+            matches = Path(name).resolve() == path.resolve()
+        else:
+            matches = tuple(parts[-len(name_parts) :]) == tuple(name_parts)
+        if matches and len(name_parts) > best_length:
+            best, best_length = name, len(name_parts)
+    return best
+
+
 def attach_boxes(images: list[ImageInput], entries: dict[str, dict], box_file: Path) -> None:
     """Give each image the boxes of its entry in the box file: the entry whose ``file_name`` is the
     longest trailing part of the image's path. An image the file does not list is an error."""
-    by_base: dict[str, list[dict]] = {}
-    for entry in entries.values():
-        by_base.setdefault(Path(entry["file_name"]).name, []).append(entry)
+    names = list(entries)
     for image in images:
-        parts = image.path.resolve().parts
-        best, best_length = None, -1
-        for entry in by_base.get(image.path.name, []):
-            entry_parts = Path(entry["file_name"]).parts
-            if Path(entry["file_name"]).is_absolute():
-                matches = Path(entry["file_name"]).resolve() == image.path.resolve()
-            else:
-                matches = tuple(parts[-len(entry_parts) :]) == tuple(entry_parts)
-            if matches and len(entry_parts) > best_length:
-                best, best_length = entry, len(entry_parts)
+        best = listed_name(image.path, names)
         if best is None:
             raise UserError(
                 f"{image.path}: not listed in the 'images' of {box_file}; add it there or leave it out of IMAGES"
             )
-        image.file_name, image.image_id, image.boxes = best["file_name"], best["id"], best["boxes"]
+        entry = entries[best]
+        image.file_name, image.image_id, image.boxes = entry["file_name"], entry["id"], entry["boxes"]
 
 
 def open_input_image(path: Path) -> Image.Image:

@@ -12,6 +12,7 @@ import numpy as np
 
 from posealign.data.records import PoseDataset, RecordCollector, read_json_file, square_box_around
 from posealign.errors import DatasetFormatError
+from posealign.image_crops import read_image_size
 from posealign.keypoints import KeypointSet, get_keypoint_set, keypoint_set_from_coco_category
 
 
@@ -110,12 +111,11 @@ def _image_size(image: dict, root: Path, path: Path) -> tuple[int, int]:
     """An ``images`` entry's (width, height), read from the image file when the entry lacks them."""
     if "width" in image and "height" in image:
         return int(image["width"]), int(image["height"])
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     file = root / str(image.get("file_name"))
     try:
-        with Image.open(file) as opened:
-            return opened.size
+        return read_image_size(file)
     except (OSError, UnidentifiedImageError):
         raise DatasetFormatError(
             f"{path}: image {image.get('id')} has no width/height and {file} cannot be read for them; add "

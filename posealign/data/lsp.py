@@ -30,10 +30,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from posealign.data.records import PoseDataset, RecordCollector, read_matlab_file, square_box_around
 from posealign.errors import DatasetFormatError
+from posealign.image_crops import read_image_size
 from posealign.keypoints import BODY16
 
 SPLITS = ("train", "test", "all")
@@ -80,8 +80,7 @@ def load_lsp(
         visible = ~flags if flag_means == "occluded" else flags
         visible[list(BODY16_NOT_IN_LSP)] = False
         if collector.check_image(image):
-            with Image.open(image) as opened:
-                width, height = opened.size
+            width, height = read_image_size(image)
             crop_box = square_box_around(0, 0, width, height)
         else:
             crop_box = square_box_around(*keypoints.min(0), *keypoints.max(0), scale=1.25)

@@ -36,10 +36,10 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from posealign.data.records import PoseDataset, RecordCollector, held_out_keys, read_json_file, square_box_around
 from posealign.errors import DatasetFormatError
+from posealign.image_crops import read_image_size
 from posealign.keypoints import ANIMAL14, ANIMAL18
 
 SPLITS = ("train", "test", "all")
@@ -294,8 +294,7 @@ def _records(
             continue
         image = Path(sample["image"])
         if collector.check_image(image) and image_size is None and sample["animal"] not in sizes:
-            with Image.open(image) as opened:
-                sizes[sample["animal"]] = opened.size
+            sizes[sample["animal"]] = read_image_size(image)
         width, height = image_size or sizes.get(sample["animal"], DEFAULT_RENDER_SIZE)
         points = sample["keypoints"]
         keypoints = points[:, :2].astype(np.float32)

@@ -32,7 +32,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from posealign.data.records import (
     PoseDataset,
@@ -43,6 +42,7 @@ from posealign.data.records import (
     square_box_around,
 )
 from posealign.errors import DatasetFormatError
+from posealign.image_crops import read_image_size
 from posealign.keypoints import ANIMAL18
 
 ANIMALS = ("horse", "tiger")
@@ -102,8 +102,7 @@ def _load_animal(
         for offset, frame in enumerate(range(start, end + 1)):
             image = root / animal / f"{frame:08d}.jpg"
             if collector.check_image(image) and size is None:  # frames of a shot share one size
-                with Image.open(image) as opened:
-                    size = opened.size
+                size = read_image_size(image)
             landmarks = frames[offset]
             if len(landmarks) < NUM_KEPT:
                 raise DatasetFormatError(
