@@ -322,3 +322,12 @@ def test_rhd_missing_images_are_one_line_naming_the_first(tmp_path):
     assert "\n" not in message and message.startswith(f"{release / 'evaluation' / 'color' / '00007.png'}: image")
     assert "(1 listed image(s) missing)" in message  # one image, though both of its hands are kept
     assert len(load_rhd(tmp_path, "test", check_images=False)) == 2
+
+
+@pytest.mark.parametrize("dataset", ["rhd", "freihand", "h3d"])
+def test_prepare_of_a_hand_release_points_to_inspect(tmp_path, capsys, dataset):
+    assert main(["data", "prepare", dataset, str(tmp_path / "raw"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs no preparation" in err[0]
+    assert f"data inspect --dataset {dataset} --root {tmp_path / 'raw'}" in err[0]
+    assert not (tmp_path / "out").exists()

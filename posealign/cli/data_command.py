@@ -52,6 +52,13 @@ SURREAL_ONLY_OPTIONS = {
     "format": "jpg",
     "min_joints_inside": 12,
 }
+# Datasets whose loader reads the official release as it unpacks (the anchors cache no crops of
+# them), and where each release's folder goes: `data prepare` says so instead of converting.
+READ_AS_RELEASED = {
+    "rhd": "RHD_published_v2",
+    "freihand": "FreiHAND_pub_v2",
+    "h3d": "H3D_crop (the folder holding annotation.json)",
+}
 # --category is the animal for the animal datasets, the COCO category name for COCO files.
 CATEGORY_OPTION = {"synanimal": "animal", "tigdog": "animal", "animalpose": "category", "coco": "category"}
 
@@ -78,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inspect_parser.set_defaults(func=run_inspect)
 
     prepare_parser = actions.add_parser("prepare", help="convert a raw release into the layout its loader reads")
-    prepare_parser.add_argument("dataset", choices=["surreal", "human36m"])
+    prepare_parser.add_argument("dataset", choices=["surreal", "human36m", *READ_AS_RELEASED])
     prepare_parser.add_argument(
         "raw_dir",
         help="surreal: SURREAL's cmu folder (<split>/run{k}/<sequence>/<clip>.mp4); "
@@ -228,6 +235,11 @@ def _relative(image: Path, dataset: PoseDataset, root: str) -> str:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    if args.dataset in READ_AS_RELEASED:
+        raise UserError(
+            f"{args.dataset} needs no preparation: its loader reads {READ_AS_RELEASED[args.dataset]} as released; "
+            f"check it with `posealign data inspect --dataset {args.dataset} --root {args.raw_dir}`"
+        )
     if args.dataset == "human36m":
         return run_prepare_human36m(args)
     if args.subject:
