@@ -276,7 +276,7 @@ def uses_log_axis(values: list[str]) -> bool:
     if not all(_is_number(value) for value in values):
         return False
     numbers = [float(typed_value(value)) for value in values]
-    return min(numbers) > 0 and max(numbers) / min(numbers) >= 10
+    return min(numbers) > 0 and max(numbers) / min(numbers) >= 10 - 1e-9  # a decade may divide to just under 10
 
 
 def _sensitivity(sweep: dict, path: Path) -> None:

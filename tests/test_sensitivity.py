@@ -105,6 +105,7 @@ def test_table_and_figure_from_known_finished_runs(tmp_path, capsys):
 
 def test_log_axis_only_where_the_values_span_a_decade():
     assert uses_log_axis(["0.5", "1.0", "10.0"])
+    assert uses_log_axis(["0.3", "1.0", "3.0"])  # 0.3x to 3x: one decade exactly
     assert not uses_log_axis(["0.1", "0.3", "0.6"])
     assert not uses_log_axis(["0", "1", "100"])  # a zero has no place on a log axis
     assert not uses_log_axis(["quantile", "random"])
