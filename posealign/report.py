@@ -269,6 +269,14 @@ def _is_number(text: str) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+# The weights of eq. 8 by the names the paper's Fig. 2 gives them.
+EQ8_WEIGHTS = {
+    "mean_teacher.consistency_weight": "l_c",
+    "align.feature.weight": "l_adv",
+    "align.pose.weight": "l_im",
+}
+
+
 def uses_log_axis(values: list[str]) -> bool:
     """Numbers above zero that span a decade or more: on a linear axis the small ones would crowd."""
     from posealign.sensitivity import typed_value
@@ -294,7 +302,7 @@ def _sensitivity(sweep: dict, path: Path) -> None:
         if uses_log_axis(labels):
             axis.set_xscale("log")
         order = sorted(range(len(points)), key=lambda i: positions[i])
-        for domain, style in (("target", "-"), ("target_val", "--")):
+        for domain, style, label in (("target", "-", "target (reported)"), ("target_val", "--", "target_val")):
             shown = [i for i in order if domain in points[i]]
             if shown:
                 axis.errorbar(
@@ -304,7 +312,7 @@ def _sensitivity(sweep: dict, path: Path) -> None:
                     linestyle=style,
                     marker="o",
                     capsize=3,
-                    label=domain,
+                    label=label,
                 )
         own = [positions[i] for i, label in enumerate(labels) if typed_value(label) == swept["preset_value"]]
         for position in own:
@@ -314,7 +322,9 @@ def _sensitivity(sweep: dict, path: Path) -> None:
             axis.minorticks_off()
         else:
             axis.set_xticks(positions, labels, rotation=30)
-        axis.set(xlabel=swept["key"], ylabel="PCK@0.05 (%)", title=swept["key"])
+        symbol = EQ8_WEIGHTS.get(swept["key"])
+        title = f"{symbol} ({swept['key']})" if symbol else swept["key"]
+        axis.set(xlabel=swept["key"], ylabel="PCK@0.05 (%)", title=title)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     seeds = len(sweep["seeds"])
