@@ -137,7 +137,8 @@ def format_sensitivity(summary: list[dict], preset: str) -> str:
     """One block per key: each value's target PCK (the reported split) and target_val (for choosing
     settings), mean ± std; the preset's value marked."""
     lines = []
-    width = max(24, *(len(point["value"]) + 14 for sweep in summary for point in sweep["points"]))
+    labels = [len(point["value"]) + len(preset) + 6 for sweep in summary for point in sweep["points"]]
+    width = max(24, *labels, *(len(sweep["key"]) + 2 for sweep in summary))
     for sweep in summary:
         lines.append(f"{sweep['key']:<{width}}{'target':>16}{'target_val':>16}")
         lines.append("-" * (width + 32))
