@@ -2,7 +2,8 @@
 
 The paper-style table, PCK-vs-threshold curves, per-keypoint bars, training curves, what each
 alignment level does during adaptation (:mod:`posealign.diagnostics`), and the same target images
-predicted by each run (source-only next to adapted).
+predicted by each run (source-only next to adapted). A folder of ``posealign ablate --vary`` (its
+``sensitivity.json``) is drawn as the paper's Fig. 2: target PCK against each swept value.
 """
 
 from __future__ import annotations
@@ -250,14 +251,145 @@ def _prediction_grid(runs: list[dict], path: Path, count: int = 8) -> bool:
     return True
 
 
+def _load_sweep(folder: Path) -> dict:
+    from posealign.sensitivity import SENSITIVITY_FILE
+
+    try:
+        return json.loads((folder / SENSITIVITY_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(
+            f"{folder / SENSITIVITY_FILE}: not readable ({error}); run the same posealign ablate --vary command again"
+        ) from None
+
+
+def _is_number(text: str) -> bool:
+    from posealign.sensitivity import typed_value
+
+    value = typed_value(text)
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# The weights of eq. 8 by the names the paper's Fig. 2 gives them.
+EQ8_WEIGHTS = {
+    "mean_teacher.consistency_weight": "l_c",
+    "align.feature.weight": "l_adv",
+    "align.pose.weight": "l_im",
+}
+
+
+def uses_log_axis(values: list[str]) -> bool:
+    """Numbers above zero that span a decade or more: on a linear axis the small ones would crowd."""
+    from posealign.sensitivity import typed_value
+
+    if not all(_is_number(value) for value in values):
+        return False
+    numbers = [float(typed_value(value)) for value in values]
+    return min(numbers) > 0 and max(numbers) / min(numbers) >= 10 - 1e-9  # a decade may divide to just under 10
+
+
+def _sensitivity(sweep: dict, path: Path) -> None:
+    """One panel per swept key: target PCK (mean ± std over seeds) against the value, target_val
+    beside it; a log axis where the values span a decade or more; the preset's value marked."""
+    from posealign.sensitivity import typed_value
+
+    sweeps = sweep["sweeps"]
+    figure, axes = plt.subplots(1, len(sweeps), figsize=(4.4 * len(sweeps), 3.8), dpi=110, squeeze=False)
+    for axis, swept in zip(axes.flat, sweeps, strict=True):
+        points = swept["points"]
+        labels = [point["value"] for point in points]
+        numeric = all(_is_number(label) for label in labels)
+        positions = [float(typed_value(label)) for label in labels] if numeric else list(range(len(labels)))
+        if uses_log_axis(labels):
+            axis.set_xscale("log")
+        order = sorted(range(len(points)), key=lambda i: positions[i])
+        for domain, style, label in (("target", "-", "target (reported)"), ("target_val", "--", "target_val")):
+            shown = [i for i in order if domain in points[i]]
+            if shown:
+                axis.errorbar(
+                    [positions[i] for i in shown],
+                    [points[i][domain] for i in shown],
+                    yerr=[points[i][f"{domain}_std"] for i in shown],
+                    linestyle=style,
+                    marker="o",
+                    capsize=3,
+                    label=label,
+                )
+        own = [positions[i] for i, label in enumerate(labels) if typed_value(label) == swept["preset_value"]]
+        for position in own:
+            axis.axvline(position, color="grey", linestyle=":", linewidth=1)
+        if numeric:
+            axis.set_xticks(positions, labels)
+            axis.minorticks_off()
+        else:
+            axis.set_xticks(positions, labels, rotation=30)
+        symbol = EQ8_WEIGHTS.get(swept["key"])
+        title = f"{symbol} ({swept['key']})" if symbol else swept["key"]
+        axis.set(xlabel=swept["key"], ylabel="PCK@0.05 (%)", title=title)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    seeds = len(sweep["seeds"])
+    figure.suptitle(
+        f"{sweep['preset']} on {sweep['task']}: mean ± std over {seeds} seed(s); dotted: the preset's value",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _sensitivity_table(sweep: dict) -> str:
+    from posealign.sensitivity import typed_value
+
+    lines = ["| Setting | Value | Target PCK | target_val PCK |", "|---|---|---|---|"]
+    for swept in sweep["sweeps"]:
+        for point in swept["points"]:
+            own = " (preset)" if typed_value(point["value"]) == swept["preset_value"] else ""
+            cells = [
+                f"{point[domain]:.1f} ± {point[f'{domain}_std']:.1f}" if domain in point else "-"
+                for domain in ("target", "target_val")
+            ]
+            lines.append(f"| `{swept['key']}` | {point['value']}{own} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def _sensitivity_sections(folders: list[Path], out: Path) -> list[str]:
+    sections = []
+    for index, folder in enumerate(folders):
+        sweep = _load_sweep(folder)
+        name = "sensitivity.png" if len(folders) == 1 else f"sensitivity_{index}.png"
+        _sensitivity(sweep, out / name)
+        sections.append(
+            f"## Sensitivity: `{folder}`\n\nTarget PCK@0.05 of `{sweep['preset']}` on `{sweep['task']}` "
+            f"against each setting, the others at the preset's values, mean ± std over seeds "
+            f"{', '.join(map(str, sweep['seeds']))} (target_val: for choosing settings, never reported).\n\n"
+            f"{_sensitivity_table(sweep)}\n\n![sensitivity]({name})"
+        )
+    return sections
+
+
 def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
-    """Write ``out/report.md`` and its figures for finished runs; returns the page's path."""
-    runs = [_load_run(Path(d)) for d in run_dirs]
-    if not runs:
+    """Write ``out/report.md`` and its figures for finished runs and ``ablate --vary`` folders;
+    returns the page's path."""
+    from posealign.sensitivity import SENSITIVITY_FILE
+
+    if not run_dirs:
         raise UserError("no run directories given; pass at least one RUN_DIR")
-    _name_runs(runs)
+    folders = [Path(d) for d in run_dirs]
+    sweeps = [f for f in folders if (f / SENSITIVITY_FILE).is_file() and not (f / "results.json").is_file()]
+    runs = [_load_run(f) for f in folders if f not in sweeps]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    sections = ["# posealign report", *_sensitivity_sections(sweeps, out)]
+    if runs:
+        sections += _run_sections(runs, out)
+    page = out / "report.md"
+    atomic_write_text(page, "\n\n".join(sections) + "\n")
+    return page
+
+
+def _run_sections(runs: list[dict], out: Path) -> list[str]:
+    """The sections comparing finished runs, their figures written into ``out``."""
+    _name_runs(runs)
     differ = _keypoint_sets_differ(runs)
     if differ:
         print(
@@ -270,7 +402,6 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
     has_diagnostics = _alignment_diagnostics(runs, out / "alignment_diagnostics.png")
     has_grid = _prediction_grid(runs, out / "predictions.png")
     sections = [
-        "# posealign report",
         "Runs: " + ", ".join(f"`{r['dir']}`" for r in runs),
         "## Target PCK@0.05 (legacy), teacher where there is one",
         *(
@@ -304,6 +435,4 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
         )
     if has_grid:
         sections.append("## Predictions\n\n![predictions](predictions.png)")
-    page = out / "report.md"
-    atomic_write_text(page, "\n\n".join(sections) + "\n")
-    return page
+    return sections

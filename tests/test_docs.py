@@ -106,7 +106,8 @@ def option(argv: list[str], name: str, default: str | None = None) -> str | None
 def resolve_runs(argv: list[str], tmp_path: Path) -> int:
     """Load and check the config of every run a ``train``, ``config``, ``demo`` or ``ablate`` line
     would start, as the command does before training; returns how many were checked."""
-    overrides = [word for word in argv if "=" in word and not word.startswith("-")]
+    swept = {argv[i + 1] for i, word in enumerate(argv[:-1]) if word == "--vary"}
+    overrides = [word for word in argv if "=" in word and not word.startswith("-") and word not in swept]
     command = argv[0]
     if command == "train":
         runs = [(option(argv, "--preset", "source_only"), option(argv, "--task"))]
@@ -116,6 +117,15 @@ def resolve_runs(argv: list[str], tmp_path: Path) -> int:
         from posealign.cli.demo_command import DEMO_METHODS
 
         runs = [(preset, "benchmark") for preset in (option_list(argv, "--methods") or DEMO_METHODS)]
+    elif command == "ablate" and swept:
+        from posealign.sensitivity import parse_vary
+
+        preset, task = option(argv, "--preset", "daml"), option(argv, "--task", "benchmark")
+        points = [f"{sweep.key}={value}" for sweep in parse_vary(sorted(swept)) for value in sweep.values]
+        for point in points:  # each value of the sweep as its run loads it
+            config = load_config(preset, task, [*overrides, point, f"run.out={tmp_path / 'run'}"])
+            check_values(config, check_roots=False)
+        return len(points)
     elif command == "ablate":
         from posealign.cli.ablate_command import ABLATION_ROWS
 
@@ -171,6 +181,9 @@ def test_command_check_catches_a_wrong_command(tmp_path):
     from posealign.errors import UserError
 
     with pytest.raises(UserError, match="batch_sise"):
+        resolve_runs(argv[1:], tmp_path)
+    [argv] = recorded_commands("posealign ablate --out s --vary align.pose.wieght=0.1,0.3\n", tmp_path)
+    with pytest.raises(UserError, match="wieght"):
         resolve_runs(argv[1:], tmp_path)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--presets", "daml"])

@@ -1,6 +1,10 @@
 """``posealign ablate --out DIR --seeds N [--task benchmark]``: the rows of the paper's Table 6
 (what each alignment level adds to the mean teacher), each over N seeds, printed as mean ± std.
 
+``posealign ablate --out DIR --vary KEY=V1,V2,... [--vary ...] [--preset daml]``: the paper's Fig. 2
+instead, target PCK against each value of each key (the others at the preset's values), mean ± std
+over the seeds, written to ``DIR/sensitivity.json``; ``posealign report DIR --out PAGE`` draws it.
+
 Rows of one seed share their source pretraining (kept in ``DIR/pretrain_cache``, or the folder a
 ``run.pretrain_cache=`` override names): the rows with the
 image level start from one stylized stage 1 (``source_only_image`` is that stage 1 alone), the
@@ -42,7 +46,15 @@ def register(subparsers) -> None:
         help="seeds S, ..., S+N-1 instead: to choose settings on training seeds other than the reported ones",
     )
     parser.add_argument("--task", default="benchmark", help="task preset (default: the built-in benchmark)")
-    parser.add_argument("--rows", nargs="+", default=list(ABLATION_ROWS), help="method presets to run")
+    parser.add_argument("--rows", nargs="+", help=f"method presets to run (default: {' '.join(ABLATION_ROWS)})")
+    parser.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="sweep KEY over these values, the other keys at the preset's values (repeat for more keys)",
+    )
+    parser.add_argument("--preset", help="the method preset --vary sweeps (default: daml)")
     add_parallel_arguments(parser, jobs=2)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run")
     parser.set_defaults(func=run)
@@ -51,7 +63,13 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from posealign.experiments import split_overrides
 
-    args.rows, args.overrides = split_overrides(args.rows, args.overrides)
+    if args.vary and args.rows:
+        raise UserError("--rows and --vary: a sweep varies one preset; name it with --preset, or drop --vary")
+    if args.preset and not args.vary:
+        raise UserError(
+            f"--preset {args.preset}: names the preset a --vary sweep varies; use --rows for Table 6's rows"
+        )
+    args.rows, args.overrides = split_overrides(args.rows or list(ABLATION_ROWS), args.overrides)
     from posealign.benchmark.task import ensure_benchmark
     from posealign.engine.interrupts import TrainingInterrupted
     from posealign.experiments import (
@@ -82,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if uses_benchmark:
         shared.append(f"data.benchmark_root={out / 'benchmark'}")
+    if args.vary:
+        return _run_sweeps(args, out, shared, seeds, over, uses_benchmark)
     configs = {row: load_config(row, args.task, [*shared, f"run.out={out / 'seed0' / row}"]) for row in args.rows}
     check_overrides_act(configs, args.overrides)
     for config in configs.values():  # every value checked before the benchmark or a run folder is written
@@ -138,4 +158,49 @@ def run(args: argparse.Namespace) -> int:
     }
     atomic_write_json(out / "ablation.json", summary)
     print(f"\n{out / 'ablation.json'}")
+    return 0
+
+
+def _run_sweeps(
+    args: argparse.Namespace, out: Path, shared: list[str], seeds: range, over: str, uses_benchmark: bool
+) -> int:
+    """``--vary``: every value of each key over the seeds, one run each, then the table and ``sensitivity.json``."""
+    from posealign.benchmark.task import ensure_benchmark
+    from posealign.engine.interrupts import TrainingInterrupted
+    from posealign.experiments import config_for, run_presets
+    from posealign.sensitivity import SENSITIVITY_FILE, format_sensitivity, parse_vary, plan_grid, summarize
+
+    preset = args.preset or "daml"
+    sweeps = parse_vary(args.vary)
+    for key in (sweep.key for sweep in sweeps):
+        if key in (item.partition("=")[0].strip() for item in args.overrides):
+            raise UserError(f"{key}: both swept by --vary and set by a key=value override; keep one")
+    preset_config = load_config(preset, args.task, [*shared, f"run.out={out / 'seed0' / preset}"])
+    check_overrides_act({preset: preset_config}, args.overrides)
+    check_values(preset_config, check_roots=not preset_config.data.get("benchmark_root"))
+    for sweep in sweeps:  # every value checked before the benchmark or a run folder is written
+        for value in sweep.values:
+            override = f"{sweep.key}={value}"
+            try:
+                config = load_config(preset, args.task, [*shared, override, "run.out=/dev/null"])
+                check_overrides_act({preset: config}, [override])
+                check_values(config, check_roots=not config.data.get("benchmark_root"))
+            except UserError as error:
+                raise UserError(f"--vary {override}: {error}") from None
+    planned = plan_grid(sweeps, preset, args.task, out, shared, seeds, preset_config)
+    if uses_benchmark:
+        ensure_benchmark(config_for("source_only", args.task, [*shared, f"run.out={out / 'probe'}"]))
+    try:
+        finished = run_presets(planned, args.jobs, args.threads)
+    except TrainingInterrupted as error:  # a worker's Ctrl-C or SIGTERM: each run saved a checkpoint
+        print(f"posealign ablate: {error}; run the same ablate command to continue", file=sys.stderr)
+        return 128 + signal_number(error)
+    results = {run.out: result for run, result in zip(planned, finished, strict=True)}
+    summary = summarize(sweeps, preset, preset_config, out, seeds, results)
+    print(f"\nTarget PCK@0.05 of {preset} against each setting, mean ± std over {over}")
+    print("(target: the reported split; target_val: for choosing settings, never reported)\n")
+    print(format_sensitivity(summary, preset))
+    record = {"preset": preset, "task": args.task, "seeds": list(seeds), "sweeps": summary}
+    atomic_write_json(out / SENSITIVITY_FILE, record)
+    print(f"\n{out / SENSITIVITY_FILE}  (draw it: posealign report {out} --out REPORT_DIR)")
     return 0
