@@ -117,3 +117,28 @@ def test_the_ema_of_the_buffers_is_the_buffer_by_buffer_update(bn_mode):
     for (name, a), b in zip(teacher.state_dict().items(), expected.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert int(teacher[1].num_batches_tracked) == 3  # integers are copied whatever the mode
+
+
+def test_step_levers_benchmark_times_each_variant_and_gpu_check_reads_it():
+    """benchmarks/step_levers.py on a tiny daml (a gpu_check row): one line a variant, the step
+    without levers at ratio 1, and gpu_check's table carries each variant's time and ratio."""
+    import importlib.util
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repository = Path(__file__).resolve().parent.parent
+    command = [sys.executable, str(repository / "benchmarks" / "step_levers.py"), "--batch-size", "2"]
+    command += ["--rounds", "1", "--warmup", "1", *TINY, "--only", "without batched_views"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=repository, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [re.match(r"^(.+?)\s{2,}([\d.]+)\s+([\d.]+)$", line) for line in done.stdout.splitlines()]
+    lines = {row[1]: row[3] for row in rows if row}
+    assert set(lines) == {"no lever", "without batched_views"}, done.stdout
+    assert lines["no lever"] == "1.000"
+    spec = importlib.util.spec_from_file_location("gpu_check", repository / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    rendered = gpu_check.table([{"name": "levers daml", "status": "ok", "text": done.stdout}])
+    assert "no lever " in rendered and "(1.000 x)" in rendered and "without batched_views " in rendered
