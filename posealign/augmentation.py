@@ -149,11 +149,15 @@ def augment_together(
     sizes = {augmenter.size for augmenter, *_ in parts}
     if len(sizes) != 1:
         raise ValueError(f"views warped together need one output size, not {sorted(sizes)}")
+    size = sizes.pop()
     draws = [augmenter.draw(images) for augmenter, images, *_ in parts]
-    warped = warp_images(
-        torch.cat([images for _, images, *_ in parts]), torch.cat([draw.matrices for draw in draws]), sizes.pop()
-    )
-    chunks = warped.split([images.shape[0] for _, images, *_ in parts])
+    if len({images.dtype for _, images, *_ in parts}) == 1:
+        warped = warp_images(
+            torch.cat([images for _, images, *_ in parts]), torch.cat([d.matrices for d in draws]), size
+        )
+        chunks = warped.split([images.shape[0] for _, images, *_ in parts])
+    else:  # stacking would promote a part to another precision, and so change its numbers
+        chunks = [warp_images(images, draw.matrices, size) for (_, images, *_), draw in zip(parts, draws, strict=True)]
     return [
         augmenter.finish(chunk, draw, keypoints, visible)
         for (augmenter, _, keypoints, visible), draw, chunk in zip(parts, draws, chunks, strict=True)

@@ -142,3 +142,17 @@ def test_step_levers_benchmark_times_each_variant_and_gpu_check_reads_it():
     spec.loader.exec_module(gpu_check)
     rendered = gpu_check.table([{"name": "levers daml", "status": "ok", "text": done.stdout}])
     assert "no lever " in rendered and "(1.000 x)" in rendered and "without batched_views " in rendered
+
+
+def test_views_of_two_precisions_are_each_warped_in_its_own():
+    augmenter = BatchAugmenter(ViewAugmentation(color_jitter=0.0), 16)
+    images = torch.rand(2, 3, 16, 16)
+    torch.manual_seed(0)
+    separate = [augmenter(images)[0], augmenter(images.double())[0]]
+    torch.manual_seed(0)
+    together = [
+        views
+        for views, *_ in augment_together([(augmenter, images, None, None), (augmenter, images.double(), None, None)])
+    ]
+    assert [v.dtype for v in together] == [torch.float32, torch.float64]
+    assert all(torch.equal(a, b) for a, b in zip(together, separate, strict=True))
