@@ -1,12 +1,14 @@
-"""The GPU speed figures in one short run (about 10 minutes with the machine's start):
-end_to_end.py and step_cost.py at the paper's settings (ResNet-101, 256 px, heatmaps 64, 32 + 32,
-bf16) for ``daml`` and ``fast``, eager and under torch.compile, then one compact table.
+"""The GPU speed figures in one short run (about 12 minutes with the machine's start) at the
+paper's settings (ResNet-101, 256 px, heatmaps 64, 32 + 32, bf16), then one compact table.
 
-    python benchmarks/gpu_check.py --out OUT [--budget 480] [--only daml "loader start"]
+    python benchmarks/gpu_check.py --out OUT [--budget 540] [--only daml "levers daml nchw"]
 
-Order: the eager end-to-end ``daml`` run first, then the loader's start timed apart
-(loader_start.py: at the paper's settings most of the seconds before a run's first step go to the
-data loader's workers), then the compiled steps and ``fast``, then step_cost.py's breakdowns.
+Order: end_to_end.py for ``daml``, ``daml_release`` and ``fast`` (the step alone, the trainer's
+step and the paper's 20k + 15k schedule projected at the trainer's rates); step_levers.py for
+``daml`` in the default channels-last layout and in NCHW, where the student's two domains take one
+pass (with the step under torch.compile's reduce-overhead mode, CUDA graphs, beside it); the
+loader's start timed apart (loader_start.py); the student under torch.compile; step_cost.py's
+breakdowns.
 
 On a GPU machine without the network whose Python lacks kornia, kornia_rs or omegaconf, fetch the
 wheels where pip has the network (here for Python 3.12):
@@ -49,17 +51,23 @@ SIZES = (
 
 
 def measurements(steps: int, work: Path) -> list[tuple[str, list[str]]]:
-    """(name, command) in priority order: eager end to end first, compiled steps last."""
+    """(name, command) in priority order: each preset's step alone, trainer's step and projected
+    paper schedule first, then what each lever of the step pays, then the compiled steps."""
     end_to_end = [sys.executable, str(HERE / "end_to_end.py"), *PAPER, "--steps", str(steps), "--out", str(work)]
     step_cost = [sys.executable, str(HERE / "step_cost.py"), "--task", "benchmark_paper_scale", "--batch-size", "32"]
+    levers = [sys.executable, str(HERE / "step_levers.py"), "--task", "benchmark_paper_scale", "--rounds", "10"]
     return [
         ("daml", [*end_to_end, "--preset", "daml", "--json", str(work / "daml.json"), SIZES]),
+        ("daml_release", [*end_to_end, "--preset", "daml_release", "--json", str(work / "daml_release.json"), SIZES]),
+        ("fast", [*end_to_end, "--preset", "fast", "--json", str(work / "fast.json"), SIZES]),
+        # Channels-last (the paper-scale task's layout) keeps one pass per domain; NCHW takes the one pass.
+        ("levers daml", [*levers, "run.amp=bf16", "--only", "every lever"]),
+        ("levers daml nchw", [*levers, "--compile-mode", "reduce-overhead", "run.amp=bf16", "run.channels_last=false"]),
         ("loader start", [sys.executable, str(HERE / "loader_start.py")]),
         ("daml compile", [*end_to_end, "--preset", "daml", "--compile", "--phases", "step"]
          + ["--json", str(work / "daml_compile.json"), SIZES]),
         ("fast compile", [*end_to_end, "--preset", "fast", "--compile", "--phases", "step"]
          + ["--json", str(work / "fast_compile.json"), SIZES]),
-        ("fast", [*end_to_end, "--preset", "fast", "--json", str(work / "fast.json"), SIZES]),
         ("step_cost daml", [*step_cost, "--preset", "daml", "run.amp=bf16"]),
         ("step_cost fast", [*step_cost, "--preset", "fast", "run.amp=bf16"]),
     ]  # fmt: skip
@@ -117,6 +125,11 @@ def table(rows: list[dict]) -> str:
             f"{trainer['startup_s']:.0f}" if trainer else "",
             f"{projection['seconds'] / 60:.1f}" if projection else "",
         ]
+        if row["name"].startswith("levers") and row.get("status") == "ok":
+            # step_levers prints "<variant>  <median ms>  <ratio to no lever>", one line a variant.
+            found = re.findall(r"^(every lever.*?|no lever|without \S+)\s+([\d.]+)\s+([\d.]+)$",
+                               row["text"], flags=re.M)  # fmt: skip
+            cells[2] = "; ".join(f"{name} {ms} ({ratio} x)" for name, ms, ratio in found)
         if row["name"].startswith("step_cost") and row.get("status") == "ok":
             # step_cost prints "<preset> step:  123.4 ms": the adaptation step on random batches.
             found = re.findall(r"^(\S+) step:\s+([\d.]+) ms", row["text"], flags=re.M)
@@ -129,7 +142,7 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/posealign-gpu-check-out")))
-    parser.add_argument("--budget", type=float, default=480.0, help="seconds for every measurement together")
+    parser.add_argument("--budget", type=float, default=540.0, help="seconds for every measurement together")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per stage")
     parser.add_argument(
         "--only", nargs="+", metavar="NAME", help="these measurements, in this order (default: all, in priority order)"

@@ -83,6 +83,15 @@ def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device, non_blocking=True)
 
 
+@dataclass(frozen=True)
+class ViewDraw:
+    """One view's random parameters for a batch: the affine (B, 3, 3) on the images' device, and
+    kornia's colour-jitter parameters (None without jitter)."""
+
+    matrices: torch.Tensor
+    color: dict[str, torch.Tensor] | None
+
+
 class BatchAugmenter:
     """Applies a view augmentation to a batch of images in [0, 1] and their keypoints."""
 
@@ -101,12 +110,55 @@ class BatchAugmenter:
         colour jitter's, and reach an accelerator in one copy that does not wait for its queued
         work: the step never stops to sample, and a seed gives the same views on every device.
         """
+        draw = self.draw(images)
+        return self.finish(warp_images(images, draw.matrices, self.size), draw, keypoints, visible)
+
+    def draw(self, images: torch.Tensor) -> ViewDraw:
+        """This view's random parameters for ``images``, in the order ``__call__`` draws them."""
         matrices = _to_device(sample_affine_matrices(images.shape[0], self.size, self.view, "cpu"), images.device)
-        views = warp_images(images, matrices, self.size)
-        if self.color is not None:
-            views = self.color(views)
+        if self.color is None:
+            return ViewDraw(matrices, None)
+        # Drawn for the warped views' shape, as the jitter applied to them would draw it.
+        shape = torch.Size([images.shape[0], images.shape[1], self.size, self.size])
+        return ViewDraw(matrices, self.color.forward_parameters(shape))
+
+    def finish(
+        self,
+        warped: torch.Tensor,
+        draw: ViewDraw,
+        keypoints: torch.Tensor | None = None,
+        visible: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``__call__``'s result from the images already warped by ``draw.matrices``."""
+        views = self.color(warped, params=draw.color) if self.color is not None else warped
         if keypoints is None:
-            return views, matrices, None, None
-        moved = transform_keypoints(keypoints, matrices)
+            return views, draw.matrices, None, None
+        moved = transform_keypoints(keypoints, draw.matrices)
         inside = ((moved >= 0) & (moved <= self.size - 1)).all(-1)
-        return views, matrices, moved, visible & inside
+        return views, draw.matrices, moved, visible & inside
+
+
+def augment_together(
+    parts: list[tuple[BatchAugmenter, torch.Tensor, torch.Tensor | None, torch.Tensor | None]],
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]]:
+    """Each (augmenter, images, keypoints, visible) as its own ``augmenter(images, keypoints, visible)``
+    gives it, with one warp over every part's images: the parameters are drawn part by part in the
+    order of the list (the same random numbers as the calls one after another), the resampling is
+    one ``grid_sample`` over the stacked batch, the colour jitter stays per part (kornia applies its
+    transforms in one random order per call)."""
+    sizes = {augmenter.size for augmenter, *_ in parts}
+    if len(sizes) != 1:
+        raise ValueError(f"views warped together need one output size, not {sorted(sizes)}")
+    size = sizes.pop()
+    draws = [augmenter.draw(images) for augmenter, images, *_ in parts]
+    if len({images.dtype for _, images, *_ in parts}) == 1:
+        warped = warp_images(
+            torch.cat([images for _, images, *_ in parts]), torch.cat([d.matrices for d in draws]), size
+        )
+        chunks = warped.split([images.shape[0] for _, images, *_ in parts])
+    else:  # stacking would promote a part to another precision, and so change its numbers
+        chunks = [warp_images(images, draw.matrices, size) for (_, images, *_), draw in zip(parts, draws, strict=True)]
+    return [
+        augmenter.finish(chunk, draw, keypoints, visible)
+        for (augmenter, _, keypoints, visible), draw, chunk in zip(parts, draws, chunks, strict=True)
+    ]

@@ -38,11 +38,16 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float, bn_mode:
     torch._foreach_add_(teacher_params, student_params, alpha=1.0 - momentum)
     if bn_mode == "train_teacher":
         return
-    for teacher_buffer, student_buffer in zip(teacher.buffers(), student.buffers(), strict=True):
-        if bn_mode == "copy" or not teacher_buffer.is_floating_point():
-            teacher_buffer.copy_(student_buffer)
-        else:
-            teacher_buffer.mul_(momentum).add_(student_buffer, alpha=1.0 - momentum)
+    # Multi-tensor ops, as for the parameters: one launch per group of buffers instead of one per buffer.
+    pairs = list(zip(teacher.buffers(), student.buffers(), strict=True))
+    averaged = [(t, s) for t, s in pairs if bn_mode == "average" and t.is_floating_point()]
+    copied = [(t, s) for t, s in pairs if not (bn_mode == "average" and t.is_floating_point())]
+    if copied:
+        torch._foreach_copy_([t for t, _ in copied], [s for _, s in copied])
+    if averaged:
+        teacher_buffers = [t for t, _ in averaged]
+        torch._foreach_mul_(teacher_buffers, momentum)
+        torch._foreach_add_(teacher_buffers, [s for _, s in averaged], alpha=1.0 - momentum)
 
 
 def teacher_pseudo_labels(heatmaps: torch.Tensor, mode: str, sigma: float) -> torch.Tensor:

@@ -17,7 +17,7 @@ from torch.profiler import record_function
 from posealign.alignment.feature_level import DomainDiscriminator, ReversalCap, grl_coefficient
 from posealign.alignment.image_level import StyleTransfer, build_style_transfer, stylize_source_batch
 from posealign.alignment.pose_level import calibrate_temperature
-from posealign.augmentation import BatchAugmenter, ViewAugmentation
+from posealign.augmentation import BatchAugmenter, ViewAugmentation, augment_together
 from posealign.data.batch import Batch
 from posealign.diagnostics import discriminator_accuracies, entropy_fractions, gradient_norms, shared_parameters
 from posealign.heatmaps import heatmap_argmax, render_gaussian_heatmaps
@@ -133,15 +133,21 @@ class MultiLevelAlignment(nn.Module):
     def supervised_targets(self, keypoints: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return render_gaussian_heatmaps(keypoints, visible, self.heatmap_size, self.sigma, self.stride)
 
-    def target_views(self, target: Batch) -> TargetViews:
+    def target_views(self, target: Batch, augmented: list[tuple] | None = None) -> TargetViews:
         """Eq. 3's two views of the target batch: the teacher's pseudo-labels from the weak view
         A_w(x_t), in the common frame, and the student's strong view O(A_s(x_t)), occluded at the
-        teacher's keypoints."""
+        teacher's keypoints. ``augmented``: the weak and the strong view's ``BatchAugmenter``
+        results when the step has made them already (warped with the source's views)."""
         mean_teacher = self.config.mean_teacher
-        with _region("augmentation"):
-            weak_images, weak_matrices, _, _ = self.weak_view(target.images)
-            strong_images, strong_matrices, _, _ = self.strong_view(target.images)
-        with torch.no_grad(), _region("teacher_forward"):
+        if augmented is None:
+            with _region("augmentation"):
+                augmented = augment_together(
+                    [(self.weak_view, target.images, None, None), (self.strong_view, target.images, None, None)]
+                )
+        (weak_images, weak_matrices, _, _), (strong_images, strong_matrices, _, _) = augmented
+        # Inference mode: no autograd bookkeeping at all. Its outputs are only read by the
+        # functional ops below (never saved for a backward), which give ordinary tensors.
+        with torch.inference_mode(), _region("teacher_forward"):
             teacher_heatmaps, _ = self.teacher(weak_images)
         with _region("warps_occlusion_gating"):
             with torch.no_grad():
@@ -238,8 +244,13 @@ class MultiLevelAlignment(nn.Module):
             use_style = adapting or config.train.pretrain_image_level
             images = self.stylize(labeled, target) if use_style else labeled.images
         with _region("augmentation"):
-            # A(x_s->t): the usual augmentation, keypoints moved with it.
-            views, _, keypoints, visible = self.augment(images, labeled.keypoints, labeled.visible)
+            # A(x_s->t): the usual augmentation, keypoints moved with it; in stage 2 warped together
+            # with the target's weak and strong views (eq. 3), drawn in that order.
+            parts = [(self.augment, images, labeled.keypoints, labeled.visible)]
+            if adapting:
+                parts += [(self.weak_view, target.images, None, None), (self.strong_view, target.images, None, None)]
+            augmented = augment_together(parts)
+            views, _, keypoints, visible = augmented[0]
             heatmap_targets, weights = self.supervised_targets(keypoints, visible)
 
         if not adapting:
@@ -251,7 +262,7 @@ class MultiLevelAlignment(nn.Module):
             return loss_sup, {"loss": loss_sup, "loss_sup": loss_sup}
 
         mean_teacher, pose = config.mean_teacher, config.align.pose
-        views_t = self.target_views(target)
+        views_t = self.target_views(target, augmented[1:])
         batch = views.shape[0]
         with _region("student_forward"):  # one call; per domain, each domain's own BatchNorm statistics
             domains = 2 if mean_teacher.student_batchnorm == "per_domain" else 1

@@ -1,5 +1,6 @@
 """The per-step helpers on a device never wait for it: the batched augmentation draws its parameters
-on the host, the heatmap targets and inverse warps make nothing from host lists; and on the CPU each
+on the host, the heatmap targets and inverse warps make nothing from host lists, and a whole
+adaptation step reads the device once, to check its losses; and on the CPU each
 gives what its formula says, worked out here by hand (the point each matrix sends a pixel or keypoint
 to, the Gaussian at each pixel), not with the functions under test."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
@@ -169,3 +171,49 @@ def test_heatmap_targets_and_inverse_warps_follow_their_formulas_on_the_cpu():
     expected = ramp(target).permute(0, 2, 1).reshape(5, 3, 16, 16)
     mask = inside.expand(-1, 3, -1, -1) & clear.expand(-1, 3, -1, -1)
     torch.testing.assert_close(common.double()[mask], expected[mask], rtol=0, atol=1e-4)
+
+
+class AnsweredDeviceReads(DeviceReads):
+    """DeviceReads that answers each read with a stand-in (a meta tensor has no value to give), so
+    the step runs on to the end and every read in it is counted."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        flat, _ = tree_flatten((args, kwargs))
+        if str(func) in DEVICE_READS and any(isinstance(a, torch.Tensor) and a.device.type != "cpu" for a in flat):
+            self.reads.append(str(func))
+            return True if str(func) != "aten.nonzero.default" else torch.zeros(0, 1, dtype=torch.long, device="meta")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("preset", ["daml", "daml_release", "fast"])
+def test_a_whole_adaptation_step_reads_the_device_only_to_check_the_losses(preset, monkeypatch):
+    """Stylization, the views, the teacher, warps, gate, occlusion, every loss, backward, Adam and
+    the EMA queue their work and never wait for it, so the step can be captured as a CUDA graph; its
+    one read is the check that stops a run before a non-finite loss reaches the networks."""
+    from posealign.config import load_config
+    from posealign.data.batch import Batch
+    from posealign.multilevel_alignment import MultiLevelAlignment
+
+    overrides = ["data.image_size=32", "data.heatmap_size=32", "model.deconv_channels=16", "train.batch_size=2"]
+    overrides.append("align.feature.channels=[16,16,16]")
+    method = MultiLevelAlignment(load_config(preset, "benchmark", overrides), 16).to("meta")
+    method.set_train_mode()
+    optimizers = [torch.optim.Adam(method.student.parameters())]
+    if method.discriminator is not None:
+        optimizers.append(torch.optim.Adam(method.discriminator.parameters()))
+
+    def batch(seed: int) -> Batch:
+        images, keypoints, visible = inputs("meta", size=32)
+        return Batch(images[:2], keypoints[:2], visible[:2], indices=torch.arange(2) + 10 * seed)
+
+    def step() -> list[str]:
+        with AnsweredDeviceReads() as reads:
+            method.forward_backward(batch(1), batch(2), "adapt", 0.5, step=1)
+            for optimizer in optimizers:
+                optimizer.step()
+            method.update_teacher()
+        return reads.reads
+
+    assert step() == ["aten._local_scalar_dense.default"]
+    monkeypatch.setattr(method, "_check_finite", lambda losses, step: None)
+    assert step() == []

@@ -14,6 +14,13 @@ from torch import nn
 
 from posealign.errors import UserError
 from posealign.files import load_torch_file
+from posealign.models.domain_batchnorm import (
+    DomainBatchNorm2d,
+    deinterleave,
+    interleave,
+    one_pass_possible,
+    per_domain_statistics,
+)
 
 _RESNETS = {
     "resnet18": (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
@@ -31,7 +38,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def build_resnet_backbone(name: str, weights: str | None = None, stages: int = 4) -> tuple[nn.Sequential, int, int]:
+def build_resnet_backbone(
+    name: str, weights: str | None = None, stages: int = 4, norm_layer: type[nn.Module] = nn.BatchNorm2d
+) -> tuple[nn.Sequential, int, int]:
     """A ResNet trunk up to ``layer{stages}``; returns (module, output channels, output stride).
 
     weights: None (random init), ``"imagenet"`` (torchvision's enum: downloads once, for users who
@@ -42,7 +51,7 @@ def build_resnet_backbone(name: str, weights: str | None = None, stages: int = 4
     if not 1 <= stages <= 4:
         raise UserError(f"model.backbone_stages must be 1..4, got {stages}")
     constructor, imagenet = _RESNETS[name]
-    resnet = constructor(weights=imagenet if weights == "imagenet" else None)
+    resnet = constructor(weights=imagenet if weights == "imagenet" else None, norm_layer=norm_layer)
     if weights not in (None, "", "none", "imagenet"):
         load_backbone_weights(resnet, Path(weights))
     layers = [resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool]
@@ -95,12 +104,15 @@ class SimpleBaseline(nn.Module):
         head_layers: int = 1,
     ) -> None:
         super().__init__()
-        self.backbone, channels, backbone_stride = build_resnet_backbone(backbone, pretrained, backbone_stages)
+        # DomainBatchNorm2d: nn.BatchNorm2d's numbers and keys, plus the one-pass per-domain statistics.
+        self.backbone, channels, backbone_stride = build_resnet_backbone(
+            backbone, pretrained, backbone_stages, norm_layer=DomainBatchNorm2d
+        )
         layers: list[nn.Module] = []
         for _ in range(deconv_layers):
             layers += [
                 nn.ConvTranspose2d(channels, deconv_channels, 4, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(deconv_channels),
+                DomainBatchNorm2d(deconv_channels),
                 nn.ReLU(inplace=True),
             ]
             channels = deconv_channels
@@ -112,7 +124,7 @@ class SimpleBaseline(nn.Module):
             self.head = head
         else:
             hidden = [
-                (nn.Conv2d(channels, channels, 3, 1, 1), nn.BatchNorm2d(channels), nn.ReLU())
+                (nn.Conv2d(channels, channels, 3, 1, 1), DomainBatchNorm2d(channels), nn.ReLU())
                 for _ in range(head_layers - 1)
             ]
             self.head = nn.Sequential(*(m for layer in hidden for m in layer), head)
@@ -127,18 +139,26 @@ class SimpleBaseline(nn.Module):
             if isinstance(module, nn.Conv2d):
                 nn.init.normal_(module.weight, std=0.001)
                 nn.init.zeros_(module.bias)
+        # False: one pass per domain even where one interleaved pass would do (benchmarks time both).
+        self.one_pass_domains = True
 
     def forward(
         self, images: torch.Tensor, domains: int = 1, features_from: str = "deconv"
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``domains`` > 1: the batch is that many equal parts (one per domain), each run on its own, so
-        BatchNorm normalises each domain with its own batch statistics and updates its running
-        statistics once per part, in order (the released code's ``student(x_s)``, then
-        ``student(x_t)``). One call either way, so DDP sees one forward per backward.
+        """``domains`` > 1: the batch is that many equal parts (one per domain), and BatchNorm
+        normalises each domain with its own batch statistics and updates its running statistics once
+        per part, in order, as the released code's ``student(x_s)`` then ``student(x_t)`` do: in one
+        interleaved pass (:mod:`posealign.models.domain_batchnorm`), or one pass per part where the
+        layout or the BatchNorm modules do not allow it. One call either way, so DDP sees one forward
+        per backward.
         """
         if domains > 1:
             if images.shape[0] % domains:
                 raise ValueError(f"a batch of {images.shape[0]} does not split into {domains} equal domain parts")
+            if self.one_pass_domains and self.training and one_pass_possible(self, images):
+                with per_domain_statistics(self, domains):
+                    heatmaps, features = self(interleave(images, domains), features_from=features_from)
+                return deinterleave(heatmaps, domains), deinterleave(features, domains)
             parts = [self(part, features_from=features_from) for part in images.chunk(domains)]
             return torch.cat([h for h, _ in parts]), torch.cat([f for _, f in parts])
         backbone_features = self.backbone((images - self.pixel_mean) / self.pixel_std)
