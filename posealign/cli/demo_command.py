@@ -68,13 +68,13 @@ def run(args: argparse.Namespace) -> int:
         f"data.benchmark_root={out / 'benchmark'}",
         f"run.pretrain_cache={out / 'pretrain_cache'}",
     ]
-    configs = {method: load_config(method, args.task, [*shared, f"run.out={out / method}"]) for method in args.methods}
-    probe = config_for("source_only", args.task, [*shared, f"run.out={out / 'source_only'}"])
-    if not probe.data.get("benchmark_body"):
+    if not load_config("source_only", args.task, ["run.out=/dev/null"]).data.get("benchmark_body"):
         raise UserError(
             f"--task {args.task}: not a built-in benchmark; the demo runs benchmark, benchmark_quadruped or "
             "benchmark_hand (train on other tasks with `posealign train` or `posealign ablate --task`)"
         )
+    configs = {method: load_config(method, args.task, [*shared, f"run.out={out / method}"]) for method in args.methods}
+    probe = config_for("source_only", args.task, [*shared, f"run.out={out / 'source_only'}"])
     _check_same_body(out, str(probe.data.benchmark_body), args.task)
     check_overrides_act(configs, args.overrides)
     for config in configs.values():  # every value checked before the benchmark or a run folder is written
