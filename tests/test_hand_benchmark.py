@@ -9,18 +9,31 @@ from itertools import pairwise
 
 import numpy as np
 import pytest
+from test_synthetic_benchmark import split_fingerprints
 from tiny_runs import TINY_RUN
 
 from posealign.benchmark.body_plans import HAND, QUADRUPED
 from posealign.benchmark.draws import Draws
-from posealign.benchmark.generate import SPLITS
+from posealign.benchmark.generate import SPLITS, benchmark_is_complete, generate_benchmark
 from posealign.benchmark.hand_pose import _SEGMENTS, FINGERS, sample_pose
 from posealign.benchmark.render import render_example, render_examples
 from posealign.cli import main
 from posealign.config import load_config
+from posealign.data.coco import load_coco
 from posealign.keypoints import HAND21
 
 SIZE = 64
+TINY = {"source_train": 6, "source_test": 3, "target_train": 6, "target_test": 3, "target_val": 3}
+# sha256 (first 16 hex digits) of the decoded pixels of each split's images in index order, and of
+# each split's annotation file, for TINY at seed 0, as in test_synthetic_benchmark. A change here
+# means every hand benchmark number changes: only update these after deciding that is intended.
+FINGERPRINTS = {
+    "source_train": ("9685e96adc1485c8", "4b1b127491ac50ce"),
+    "source_test": ("e3684478c5fa46e8", "aa97ecd53bb25ddc"),
+    "target_train": ("4953c891a570cfae", "3f592019e01d0189"),
+    "target_test": ("996d0f1f9dd895cb", "e6a27801ad5437ff"),
+    "target_val": ("8e63cf76773456c6", "993d1b095ea86d0d"),
+}
 SOURCE, TARGET = HAND.source_style, HAND.target_style
 # An open hand seen flat: no turn, tilt, spread noise aside, or flexion.
 FLAT = dataclasses.replace(
@@ -46,6 +59,16 @@ def _chains(keypoints) -> list[list[int]]:
     return [
         [0, *(HAND21.names.index(f"{finger}_{joint}") for joint in ("mcp", "pip", "dip", "tip"))] for finger in FINGERS
     ]
+
+
+def test_the_generated_files_match_the_recorded_fingerprints_and_load_as_hand21(tmp_path):
+    root = generate_benchmark(tmp_path, image_size=SIZE, sizes=TINY, body="hand")
+    assert split_fingerprints(root) == FINGERPRINTS
+    dataset = load_coco(root, "target_val", keypoint_set="hand21", crop="image")
+    assert len(dataset) == TINY["target_val"] and dataset.keypoint_set is HAND21
+    assert json.loads((root / "benchmark.json").read_text())["body"] == "hand"
+    assert benchmark_is_complete(root, image_size=SIZE, sizes=TINY, body="hand")
+    assert not benchmark_is_complete(root, image_size=SIZE, sizes=TINY, body="quadruped")
 
 
 def test_the_keypoints_are_hand21_in_the_anchors_order():
