@@ -5,8 +5,11 @@ shared :class:`~posealign.benchmark.domains.DomainStyle`.
 background, hands mostly open with the palm or the back towards the camera. ``HAND_TARGET_STYLE`` is
 what makes photos of hands hard for a model trained on renders: skin tones with grain and shading,
 sleeves, textured and cluttered backgrounds with finger-like distractor strokes, blur, noise and
-JPEG, uneven lighting, and a shifted pose distribution (fists, pointing and pinching hands, more
-turned out of the image plane, other sizes).
+JPEG, uneven lighting, and a mildly shifted pose distribution (more curled and flexed fingers,
+more rotation in and out of the image plane, other sizes). A stronger pose shift (fists one time in
+three, rotation up to 90 degrees, hands turned 50 degrees about their axis) made the target too hard
+to learn at the built-in benchmark's scale: the oracle scored 21.5 PCK on target_val against the
+source test split's 62.6, leaving no gap to close.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class HandStyle(DomainStyle):
 
 HAND_SOURCE_STYLE = HandStyle(
     name="source",
-    hand_length=(0.55, 0.65),
+    hand_length=(0.6, 0.7),
     position_slack=0.0,
     rotation_deg=30.0,
     proportion_jitter=0.06,
@@ -61,20 +64,20 @@ HAND_SOURCE_STYLE = HandStyle(
 
 HAND_TARGET_STYLE = HandStyle(
     name="target",
-    hand_length=(0.45, 0.75),
+    hand_length=(0.55, 0.75),
     position_slack=0.03,
-    rotation_deg=90.0,
+    rotation_deg=45.0,
     proportion_jitter=0.1,
     limb_width=(1.0, 1.4),
-    yaw_deg=(0.0, 50.0),
-    pitch_deg=(0.0, 40.0),
+    yaw_deg=(0.0, 30.0),
+    pitch_deg=(0.0, 25.0),
     back_prob=0.5,
-    spread_deg=(0.0, 20.0),
-    finger_flex_deg=(0.0, 45.0),
-    curl_prob=0.35,
-    curl_flex_deg=(40.0, 100.0),
-    thumb_opposition_deg=(0.0, 70.0),
-    thumb_flex_deg=(0.0, 50.0),
+    spread_deg=(2.0, 16.0),
+    finger_flex_deg=(0.0, 35.0),
+    curl_prob=0.2,
+    curl_flex_deg=(50.0, 90.0),
+    thumb_opposition_deg=(0.0, 40.0),
+    thumb_flex_deg=(0.0, 30.0),
     sleeve_prob=0.6,
     palette="skin",
     stripe_prob=0.15,
