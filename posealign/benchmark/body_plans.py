@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from posealign.benchmark.colors import fur_color, skin_color
 from posealign.benchmark.domains import SOURCE_STYLE, TARGET_STYLE, DomainStyle, HumanStyle
 from posealign.benchmark.draws import Draws
+from posealign.benchmark.hand_domains import HAND_SOURCE_STYLE, HAND_TARGET_STYLE, HandStyle
+from posealign.benchmark.hand_figure import draw_hand
 from posealign.benchmark.human_figure import draw_human
 from posealign.benchmark.quadruped_domains import QUADRUPED_SOURCE_STYLE, QUADRUPED_TARGET_STYLE, QuadrupedStyle
 from posealign.benchmark.quadruped_figure import draw_quadruped
-from posealign.keypoints import ANIMAL14, BODY16, KeypointSet
+from posealign.keypoints import ANIMAL14, BODY16, HAND21, KeypointSet
 
 # draw_figure(draws, style, layers, image side) appends the figure's capsules to layers and returns
 # its keypoints in pixels (x + iy, keypoint-set order) and its scale (pixels per figure unit).
@@ -52,7 +54,8 @@ QUADRUPED = BodyPlan(
     draw_quadruped,
     fur_color,
 )
-BODY_PLANS = {plan.name: plan for plan in (HUMAN, QUADRUPED)}
+HAND = BodyPlan("hand", HAND21, HandStyle, HAND_SOURCE_STYLE, HAND_TARGET_STYLE, draw_hand, skin_color)
+BODY_PLANS = {plan.name: plan for plan in (HUMAN, QUADRUPED, HAND)}
 
 
 def get_body_plan(name: str) -> BodyPlan:

@@ -159,7 +159,7 @@ def generate_benchmark(
 ) -> Path:
     """Write the benchmark into ``root`` (layout in the :mod:`posealign.benchmark` docstring) unless it is already complete.
 
-    ``body`` names the body plan (``BODY_PLANS``: "human", "quadruped"); the styles default to its
+    ``body`` names the body plan (``BODY_PLANS``: "human", "quadruped", "hand"); the styles default to its
     source and target domains. ``sizes`` overrides the number of images of some splits (the others
     keep ``DEFAULT_SIZES``).
     ``workers > 1`` renders in a process pool; the files are identical either way.

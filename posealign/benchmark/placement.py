@@ -18,10 +18,12 @@ def place_pose(
     margin: float,
     size: int,
     figure_size: tuple[float, float],
+    carried: list[complex] = (),
 ) -> tuple[list[complex], float]:
     """Rotate, scale and translate figure-unit joints into pixels; the extent plus ``margin`` (figure units)
     lies inside the image up to ``style.position_slack``. One figure unit is ``U(figure_size)`` image
-    sides. Returns pixel joints and the scale (pixels per unit).
+    sides. ``carried`` points (a forearm's far end) move with the joints but may leave the image.
+    Returns pixel joints, then the carried points, and the scale (pixels per unit).
     """
     theta = math.radians(draws.uniform(-style.rotation_deg, style.rotation_deg))
     rotation = complex(math.cos(theta), math.sin(theta))
@@ -37,4 +39,4 @@ def place_pose(
         lo, hi = reach - low - slack, size - 1 - reach - high + slack
         offset.append(draws.uniform(lo, hi) if hi > lo else (lo + hi) / 2 + draws.uniform(-1, 1))
     shift = complex(offset[0], offset[1])
-    return [z + shift for z in points], scale
+    return [z + shift for z in (*points, *(z * rotation * scale for z in carried))], scale

@@ -36,7 +36,7 @@ def ensure_benchmark(config: DictConfig) -> Path:
     if config.data.get("keypoint_set") != drawn:
         raise UserError(
             f"data.benchmark_body={body} draws {drawn} keypoints but data.keypoint_set is "
-            f"{config.data.get('keypoint_set')}; use the task made for it (--task benchmark or benchmark_quadruped)"
+            f"{config.data.get('keypoint_set')}; use the task made for it (--task benchmark, benchmark_quadruped or benchmark_hand)"
         )
     marker = root / "benchmark.json"
     settled = benchmark_is_complete(root, image_size, sizes, seed, body=body) or benchmark_is_upgradable(
