@@ -16,8 +16,8 @@ from torch.profiler import record_function
 
 from posealign.alignment.feature_level import DomainDiscriminator, ReversalCap, grl_coefficient
 from posealign.alignment.image_level import StyleTransfer, build_style_transfer, stylize_source_batch
-from posealign.alignment.pose_prior import plausible_poses
 from posealign.alignment.pose_level import calibrate_temperature
+from posealign.alignment.pose_prior import plausible_poses
 from posealign.augmentation import BatchAugmenter, ViewAugmentation
 from posealign.data.batch import Batch
 from posealign.diagnostics import discriminator_accuracies, entropy_fractions, gradient_norms, shared_parameters
@@ -162,7 +162,9 @@ class MultiLevelAlignment(nn.Module):
                 )
                 quantile = mean_teacher.get("pose_prior_quantile")
                 if quantile is not None and self.source_pose_prior is not None:
-                    gate = gate & plausible_poses(self.source_pose_prior, teacher_argmax.float(), float(quantile))[:, None]
+                    gate = (
+                        gate & plausible_poses(self.source_pose_prior, teacher_argmax.float(), float(quantile))[:, None]
+                    )
             keypoints_in_strong = transform_keypoints(
                 teacher_argmax.to(teacher_common.dtype) * self.stride, strong_matrices
             )
@@ -306,9 +308,7 @@ class MultiLevelAlignment(nn.Module):
             logged.update(discriminator_accuracies(logits, batch))
         return total, logged
 
-    def target_losses(
-        self, target: Batch, progress: float, step: int
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def target_losses(self, target: Batch, progress: float, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 8 without a labeled batch (``train.supervised_on: none``): L = l_c L_cons + l_im L_IM,
         the levels that read target images only."""
         mean_teacher, pose = self.config.mean_teacher, self.config.align.pose

@@ -4,7 +4,9 @@
 Rows of one seed share their source pretraining (kept in ``DIR/pretrain_cache``, or the folder a
 ``run.pretrain_cache=`` override names): the rows with the
 image level start from one stylized stage 1 (``source_only_image`` is that stage 1 alone), the
-others from source_only's, so rows with the same stage 1 differ only by their adaptation.
+others from source_only's, so rows with the same stage 1 differ only by their adaptation. A
+source-free row (``source_free`` and its ablation rows) starts from the same seed's ``source_only``
+run (added to the rows when missing), whose checkpoint carries the source pose prior.
 """
 
 from __future__ import annotations
@@ -48,6 +50,18 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _is_source_free(row: str, task: str | None, shared: list[str]) -> bool:
+    config = load_config(row, task, [*shared, "run.out=/dev/null"])
+    return config.train.supervised_on == "none" and config.train.get("init") is None
+
+
+def _init(row: str, task: str | None, shared: list[str], seed_dir: Path) -> list[str]:
+    """A source-free row without its own ``train.init`` adapts the seed's source_only model."""
+    if not _is_source_free(row, task, shared):
+        return []
+    return [f"train.init={seed_dir / 'source_only' / 'checkpoints' / 'final.pt'}"]
+
+
 def run(args: argparse.Namespace) -> int:
     from posealign.experiments import split_overrides
 
@@ -82,14 +96,26 @@ def run(args: argparse.Namespace) -> int:
     )
     if uses_benchmark:
         shared.append(f"data.benchmark_root={out / 'benchmark'}")
-    configs = {row: load_config(row, args.task, [*shared, f"run.out={out / 'seed0' / row}"]) for row in args.rows}
+    if any(_is_source_free(row, args.task, shared) for row in args.rows) and "source_only" not in args.rows:
+        args.rows = ["source_only", *args.rows]  # the model the source-free rows adapt
+    configs = {
+        row: load_config(
+            row, args.task, [*shared, *_init(row, args.task, shared, out / "seed0"), f"run.out={out / 'seed0' / row}"]
+        )
+        for row in args.rows
+    }
     check_overrides_act(configs, args.overrides)
     for config in configs.values():  # every value checked before the benchmark or a run folder is written
         check_values(config, check_roots=not config.data.get("benchmark_root"))
     if uses_benchmark:
         ensure_benchmark(config_for("source_only", args.task, [*shared, f"run.out={out / 'probe'}"]))
     planned = [
-        PlannedRun(row, args.task, out / f"seed{seed}" / row, (*shared, f"run.seed={seed}"))
+        PlannedRun(
+            row,
+            args.task,
+            out / f"seed{seed}" / row,
+            (*shared, f"run.seed={seed}", *_init(row, args.task, shared, out / f"seed{seed}")),
+        )
         for seed in seeds
         for row in args.rows
     ]

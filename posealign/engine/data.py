@@ -45,9 +45,7 @@ def build_run_data(config: DictConfig, context: DistributedContext) -> RunData:
     # A source-free run (supervised_on: none) opens no labeled training split: no source file is read.
     labeled_set = build_dataset(config.data[labeled_role], config, labeled_role) if labeled_role else None
     target_set = build_dataset(config.data.target, config, "target") if needs_target_images(config) else None
-    eval_sets = {
-        name: build_dataset(spec, config, f"eval.{name}") for name, spec in evaluated_splits(config).items()
-    }
+    eval_sets = {name: build_dataset(spec, config, f"eval.{name}") for name, spec in evaluated_splits(config).items()}
     training_sets = [dataset for dataset in (labeled_set, target_set) if dataset is not None]
     keypoint_set = run_keypoint_set(config, [*training_sets, *eval_sets.values()])
 

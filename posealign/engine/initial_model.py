@@ -8,8 +8,6 @@ source's BatchNorm statistics come with any state dict, as the network's running
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from posealign.errors import UserError

@@ -22,8 +22,8 @@ from omegaconf import DictConfig
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from posealign.config_checks import describe_inactive, inactive_changes
 from posealign.alignment.pose_prior import fit_pose_prior
+from posealign.config_checks import describe_inactive, inactive_changes
 from posealign.data.batch import Batch
 from posealign.engine.checkpoint import checkpoint_path, latest_checkpoint
 from posealign.engine.data import RunData, adapts, build_run_data, collate, to_batch
