@@ -55,7 +55,7 @@ def _is_source_free(row: str, task: str | None, shared: list[str]) -> bool:
     return config.train.supervised_on == "none" and config.train.get("init") is None
 
 
-def _init(row: str, task: str | None, shared: list[str], seed_dir: Path) -> list[str]:
+def init_override(row: str, task: str | None, shared: list[str], seed_dir: Path) -> list[str]:
     """A source-free row without its own ``train.init`` adapts the seed's source_only model."""
     if not _is_source_free(row, task, shared):
         return []
@@ -100,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
         args.rows = ["source_only", *args.rows]  # the model the source-free rows adapt
     configs = {
         row: load_config(
-            row, args.task, [*shared, *_init(row, args.task, shared, out / "seed0"), f"run.out={out / 'seed0' / row}"]
+            row,
+            args.task,
+            [*shared, *init_override(row, args.task, shared, out / "seed0"), f"run.out={out / 'seed0' / row}"],
         )
         for row in args.rows
     }
@@ -114,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             row,
             args.task,
             out / f"seed{seed}" / row,
-            (*shared, f"run.seed={seed}", *_init(row, args.task, shared, out / f"seed{seed}")),
+            (*shared, f"run.seed={seed}", *init_override(row, args.task, shared, out / f"seed{seed}")),
         )
         for seed in seeds
         for row in args.rows
