@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
     uses_benchmark = bool(
         config_for("source_only", args.task, [*shared, "run.out=/dev/null"]).data.get("benchmark_root")
     )
-    if uses_benchmark:
-        shared.append(f"data.benchmark_root={out / 'benchmark'}")
+    if uses_benchmark:  # DIR/benchmark unless the command names another (one an earlier ablation made)
+        shared.insert(1, f"data.benchmark_root={out / 'benchmark'}")
     if any(_is_source_free(row, args.task, shared) for row in args.rows) and "source_only" not in args.rows:
         args.rows = ["source_only", *args.rows]  # the model the source-free rows adapt
     configs = {
