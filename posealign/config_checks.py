@@ -42,9 +42,18 @@ def check_values(config: DictConfig, *, check_roots: bool = True, check_machine:
 
 def dataset_entries(config: DictConfig) -> list[tuple[str, DictConfig]]:
     """(config key, entry) of every dataset a training reads: source, target, each data.eval split."""
-    entries = [("data.source", config.data.source), ("data.target", config.data.target)]
-    entries += [(f"data.eval.{name}", spec) for name, spec in (config.data.get("eval") or {}).items()]
+    # A source-free run (train.supervised_on: none) reads no source split.
+    entries = [("data.target", config.data.target)]
+    if config.train.supervised_on != "none":
+        entries.insert(0, ("data.source", config.data.source))
+    evaluated = (config.data.get("eval") or {}).items()
+    entries += [(f"data.eval.{name}", spec) for name, spec in evaluated if not _source_free_skips(config, name)]
     return [(key, spec) for key, spec in entries if spec is not None]
+
+
+def _source_free_skips(config: DictConfig, eval_name: str) -> bool:
+    """A source-free run evaluates no ``data.eval.source`` split (engine.data.evaluated_splits)."""
+    return config.train.supervised_on == "none" and eval_name == "source"
 
 
 def _check_counts(config: DictConfig) -> None:
@@ -94,7 +103,8 @@ def _as_float(value) -> float | None:
 # The method's named choices (configs/default.yaml describes each).
 METHOD_CHOICES = {
     "mean_teacher.bn_mode": ("train_teacher", "copy", "average"),
-    "mean_teacher.student_batchnorm": ("per_domain", "joint"),
+    "mean_teacher.student_batchnorm": ("per_domain", "joint", "frozen"),
+    "train.supervised_on": ("source", "target", "none"),
     "mean_teacher.teacher_target": ("gaussian", "normalize"),
     "mean_teacher.gate": ("quantile", "random"),
     "mean_teacher.consistency_mask": ("valid_pixels", "none", "zero_outside"),
@@ -229,6 +239,10 @@ def download_weights(url: str, destination: Path) -> None:
 
 def _check_combinations(config: DictConfig) -> None:
     """Settings each valid alone that cannot run together."""
+    _check_source_free(config)
+    quantile = config.mean_teacher.get("pose_prior_quantile")
+    if quantile is not None and not (isinstance(quantile, int | float) and 0.0 < float(quantile) <= 1.0):
+        raise UserError(f"mean_teacher.pose_prior_quantile={quantile}: must be a fraction in (0, 1] (or null)")
     feature = config.align.feature
     if feature.get("reversal_cap") is not None and feature.enabled and config.mean_teacher.enabled:
         # The cap measures the student's gradient at every stage-2 step with extra backward passes
@@ -246,6 +260,24 @@ def _check_combinations(config: DictConfig) -> None:
                 f"align.feature.reversal_cap={feature.reversal_cap} needs a gradient measurement at every step, "
                 f"which DDP ({ranks} ranks) cannot give; {fix} or train on one process"
             )
+
+
+def _check_source_free(config: DictConfig) -> None:
+    """``train.supervised_on: none`` is a stage 2 on target images from a given model: every part
+    that reads labeled images must be off."""
+    if config.train.supervised_on != "none":
+        return
+    needs = {
+        "train.init": (config.train.get("init") is not None, "=CKPT (the pose model to adapt; --init CKPT)"),
+        "train.pretrain_steps": (int(config.train.pretrain_steps) == 0, "=0 (there is no labeled stage 1)"),
+        "mean_teacher.enabled": (bool(config.mean_teacher.enabled), "=true (stage 2 is the mean teacher)"),
+        "train.adapt_steps": (int(config.train.adapt_steps) > 0, " above 0"),
+        "align.image.enabled": (not config.align.image.enabled, "=false (it restyles source images)"),
+        "align.feature.enabled": (not config.align.feature.enabled, "=false (it discriminates source features)"),
+    }
+    for key, (met, fix) in needs.items():
+        if not met:
+            raise UserError(f"train.supervised_on=none (source-free) needs {key}{fix}; use --preset source_free")
 
 
 # Each level's settings (a key prefix) and the switches that must all be on for them to act: the

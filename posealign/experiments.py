@@ -96,7 +96,11 @@ def run_presets(planned: list[PlannedRun], jobs: int = 1, threads: int = 0) -> l
         try:
             while pending or running:
                 ready = [
-                    i for i in pending if waits_for[i] is None or waits_for[i] in results or cache_files[i].is_file()
+                    i
+                    for i in pending
+                    if waits_for[i] is None
+                    or waits_for[i] in results
+                    or (cache_files[i] is not None and cache_files[i].is_file())
                 ]
                 for index in sorted(ready, key=lambda i: -priority[i]):  # the longest path first
                     if len(running) == jobs:
@@ -239,13 +243,15 @@ def worker_threads(jobs: int) -> int:
 
 
 def _stage1_dependencies(planned: list[PlannedRun]) -> tuple[list[int | None], list[float], list[Path | None]]:
-    """For each run, the earlier run that trains the stage 1 it reuses (None: it trains its own), its
+    """For each run, the earlier run that trains the stage 1 it reuses, or whose final checkpoint it
+    starts from (``train.init``; None: it trains its own), its
     priority: its own cost in source-only steps (an adaptation step costs about three) plus the
     longest chain of runs waiting for it, so the longest path through the experiment starts first;
-    and the cache file of its stage 1 (None without a cache)."""
+    and the file it waits for: its stage 1's cache (None without a cache), or that final checkpoint."""
     from posealign.engine.stage1_cache import pretraining_key, stage1_cache_file
 
     producers: dict[str, int] = {}
+    finals = {str(run.out / "checkpoints" / "final.pt"): index for index, run in enumerate(planned)}
     waits_for: list[int | None] = []
     cost: list[float] = []
     cache_files: list[Path | None] = []
@@ -255,6 +261,12 @@ def _stage1_dependencies(planned: list[PlannedRun]) -> tuple[list[int | None], l
         pretrain, adapt = int(config.train.pretrain_steps), int(config.train.adapt_steps)
         adapt = adapt if config.mean_teacher.enabled else 0
         key = pretraining_key(config) if config.run.pretrain_cache and pretrain else None
+        init = str(config.train.get("init"))
+        if init in finals:  # a source-free run starts from another run's final checkpoint
+            waits_for.append(finals[init])
+            cache_files[-1] = Path(init)
+            cost.append(3.0 * adapt)
+            continue
         waits_for.append(producers.get(key) if key else None)
         if key:
             producers.setdefault(key, index)

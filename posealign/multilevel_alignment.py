@@ -17,6 +17,7 @@ from torch.profiler import record_function
 from posealign.alignment.feature_level import DomainDiscriminator, ReversalCap, grl_coefficient
 from posealign.alignment.image_level import StyleTransfer, build_style_transfer, stylize_source_batch
 from posealign.alignment.pose_level import calibrate_temperature
+from posealign.alignment.pose_prior import plausible_poses
 from posealign.augmentation import BatchAugmenter, ViewAugmentation, augment_together
 from posealign.data.batch import Batch
 from posealign.diagnostics import discriminator_accuracies, entropy_fractions, gradient_norms, shared_parameters
@@ -103,6 +104,9 @@ class MultiLevelAlignment(nn.Module):
         # tau of the pose level: 1 (the paper's softmax), or set when stage 2 begins with
         # ``align.pose.calibrate_temperature_to`` (and then saved in checkpoints).
         self.pose_temperature = 1.0
+        # The source's pose prior, fitted from its labels when stage 1 ends (and kept in checkpoints):
+        # the source-free stage 2 gates pseudo-poses with it (``mean_teacher.pose_prior_quantile``).
+        self.source_pose_prior: dict[str, torch.Tensor] | None = None
 
     # -- pieces of the step, each one equation ------------------------------------------------
 
@@ -162,6 +166,11 @@ class MultiLevelAlignment(nn.Module):
                     float(mean_teacher.gate_quantile),
                     tuple(mean_teacher.gate_random_range),
                 )
+                quantile = mean_teacher.get("pose_prior_quantile")
+                if quantile is not None and self.source_pose_prior is not None:
+                    gate = (
+                        gate & plausible_poses(self.source_pose_prior, teacher_argmax.float(), float(quantile))[:, None]
+                    )
             keypoints_in_strong = transform_keypoints(
                 teacher_argmax.to(teacher_common.dtype) * self.stride, strong_matrices
             )
@@ -240,6 +249,8 @@ class MultiLevelAlignment(nn.Module):
         """The step's total loss (eq. 8 in stage 2, L_sup alone in stage 1) and the scalars to log."""
         config = self.config
         adapting = stage == "adapt" and self.teacher is not None
+        if labeled is None:  # source-free: stage 2 on target images alone
+            return self.target_losses(target, progress, step)
         with _region("image_level"):
             use_style = adapting or config.train.pretrain_image_level
             images = self.stylize(labeled, target) if use_style else labeled.images
@@ -308,6 +319,38 @@ class MultiLevelAlignment(nn.Module):
             logged.update(discriminator_accuracies(logits, batch))
         return total, logged
 
+    def target_losses(self, target: Batch, progress: float, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. 8 without a labeled batch (``train.supervised_on: none``): L = l_c L_cons + l_im L_IM,
+        the levels that read target images only."""
+        mean_teacher, pose = self.config.mean_teacher, self.config.align.pose
+        views_t = self.target_views(target)
+        with _region("student_forward"):
+            heatmaps, _ = self.student(views_t.student_images)
+        with _region("warps_occlusion_gating"):
+            student_common, student_valid = inverse_warp_heatmaps(
+                heatmaps.float(), views_t.student_matrices, self.stride
+            )
+        with _region("losses"):
+            valid = student_valid & views_t.pseudo_label_valid
+            losses = {
+                "loss_cons": consistency_loss(
+                    student_common, views_t.pseudo_labels, views_t.gate, valid, mean_teacher.consistency_mask
+                )
+            }
+            if pose.enabled:
+                losses["loss_im"] = information_maximization_loss(
+                    student_common,
+                    pose.variant,
+                    float(pose.gate_threshold),
+                    self.pose_temperature,
+                    float(pose.diversity_weight),
+                )
+            total = _weighted_sum(losses, self.loss_weights())
+            self._check_finite(losses, step)
+        logged = {**losses, "loss": total, "gate_fraction": views_t.gate.float().mean()}
+        logged.update(entropy_fractions(student_common, self.pose_temperature))
+        return total, logged
+
     @torch.no_grad()
     def update_teacher(self) -> None:
         """Eq. 9, after the optimiser step."""
@@ -345,8 +388,14 @@ class MultiLevelAlignment(nn.Module):
         pose = self.config.align.pose
         return calibrate_temperature(heatmaps, float(pose.calibrate_temperature_to))
 
-    def set_train_mode(self) -> None:
+    def set_train_mode(self, adapting: bool = False) -> None:
+        """Train mode for the step; with ``mean_teacher.student_batchnorm: frozen``, stage 2's student
+        keeps normalising with the running statistics it was pretrained with (the source's)."""
         self.student.train()
+        if adapting and self.config.mean_teacher.student_batchnorm == "frozen":
+            for module in self.student.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         if self.discriminator is not None:
             self.discriminator.train()
         if self.teacher is not None:
@@ -378,11 +427,11 @@ def _region(name: str) -> record_function:
 
 
 def _weighted_sum(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
-    """``loss_sup`` plus each other term times its weight, in the order of ``losses``."""
-    total = losses["loss_sup"]
+    """``loss_sup`` (when there is one) plus each other term times its weight, in the order of ``losses``."""
+    total = None
     for name, value in losses.items():
-        if name != "loss_sup":
-            total = total + weights[name] * value
+        term = value if name == "loss_sup" else weights[name] * value
+        total = term if total is None else total + term
     return total
 
 

@@ -111,6 +111,8 @@ def resolve_runs(argv: list[str], tmp_path: Path) -> int:
     command = argv[0]
     if command == "train":
         runs = [(option(argv, "--preset", "source_only"), option(argv, "--task"))]
+        if "--init" in argv:
+            overrides.append(f"train.init={option(argv, '--init')}")
     elif command == "config":
         runs = [(argv[1], option(argv, "--task"))]
     elif command == "demo":
@@ -131,11 +133,16 @@ def resolve_runs(argv: list[str], tmp_path: Path) -> int:
 
         rows = option_list(argv, "--rows") or ABLATION_ROWS
         runs = [(preset, option(argv, "--task", "benchmark")) for preset in rows if "=" not in preset]
+        from posealign.cli.ablate_command import init_override
+
+        # A source-free row starts from the seed's source_only run, as ablate passes it.
+        runs = [(p, t, init_override(p, t, overrides, tmp_path / "seed0")) for p, t in runs]
     else:
         return 0
-    for preset, task in runs:
+    for preset, task, *init in runs:
         # ImageNet weights would be downloaded on first use; data roots are the user's folders.
-        config = load_config(preset, task, [*overrides, f"run.out={tmp_path / 'run'}", "model.pretrained=none"])
+        extra = [*overrides, *(init[0] if init else []), f"run.out={tmp_path / 'run'}", "model.pretrained=none"]
+        config = load_config(preset, task, extra)
         check_values(config, check_roots=False)
     return len(runs)
 

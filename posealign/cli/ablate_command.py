@@ -8,7 +8,9 @@ over the seeds, written to ``DIR/sensitivity.json``; ``posealign report DIR --ou
 Rows of one seed share their source pretraining (kept in ``DIR/pretrain_cache``, or the folder a
 ``run.pretrain_cache=`` override names): the rows with the
 image level start from one stylized stage 1 (``source_only_image`` is that stage 1 alone), the
-others from source_only's, so rows with the same stage 1 differ only by their adaptation.
+others from source_only's, so rows with the same stage 1 differ only by their adaptation. A
+source-free row (``source_free`` and its ablation rows) starts from the same seed's ``source_only``
+run (added to the rows when missing), whose checkpoint carries the source pose prior.
 """
 
 from __future__ import annotations
@@ -60,6 +62,18 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _is_source_free(row: str, task: str | None, shared: list[str]) -> bool:
+    config = load_config(row, task, [*shared, "run.out=/dev/null"])
+    return config.train.supervised_on == "none" and config.train.get("init") is None
+
+
+def init_override(row: str, task: str | None, shared: list[str], seed_dir: Path) -> list[str]:
+    """A source-free row without its own ``train.init`` adapts the seed's source_only model."""
+    if not _is_source_free(row, task, shared):
+        return []
+    return [f"train.init={seed_dir / 'source_only' / 'checkpoints' / 'final.pt'}"]
+
+
 def run(args: argparse.Namespace) -> int:
     from posealign.experiments import split_overrides
 
@@ -98,18 +112,32 @@ def run(args: argparse.Namespace) -> int:
     uses_benchmark = bool(
         config_for("source_only", args.task, [*shared, "run.out=/dev/null"]).data.get("benchmark_root")
     )
-    if uses_benchmark:
-        shared.append(f"data.benchmark_root={out / 'benchmark'}")
+    if uses_benchmark:  # DIR/benchmark unless the command names another (one an earlier ablation made)
+        shared.insert(1, f"data.benchmark_root={out / 'benchmark'}")
     if args.vary:
         return _run_sweeps(args, out, shared, seeds, over, uses_benchmark)
-    configs = {row: load_config(row, args.task, [*shared, f"run.out={out / 'seed0' / row}"]) for row in args.rows}
+    if any(_is_source_free(row, args.task, shared) for row in args.rows) and "source_only" not in args.rows:
+        args.rows = ["source_only", *args.rows]  # the model the source-free rows adapt
+    configs = {
+        row: load_config(
+            row,
+            args.task,
+            [*shared, *init_override(row, args.task, shared, out / "seed0"), f"run.out={out / 'seed0' / row}"],
+        )
+        for row in args.rows
+    }
     check_overrides_act(configs, args.overrides)
     for config in configs.values():  # every value checked before the benchmark or a run folder is written
         check_values(config, check_roots=not config.data.get("benchmark_root"))
     if uses_benchmark:
         ensure_benchmark(config_for("source_only", args.task, [*shared, f"run.out={out / 'probe'}"]))
     planned = [
-        PlannedRun(row, args.task, out / f"seed{seed}" / row, (*shared, f"run.seed={seed}"))
+        PlannedRun(
+            row,
+            args.task,
+            out / f"seed{seed}" / row,
+            (*shared, f"run.seed={seed}", *init_override(row, args.task, shared, out / f"seed{seed}")),
+        )
         for seed in seeds
         for row in args.rows
     ]
@@ -171,6 +199,8 @@ def _run_sweeps(
     from posealign.sensitivity import SENSITIVITY_FILE, format_sensitivity, parse_vary, plan_grid, summarize
 
     preset = args.preset or "daml"
+    if _is_source_free(preset, args.task, shared):
+        raise UserError(f"--vary with {preset}: give the model every run adapts, train.init=CKPT")
     sweeps = parse_vary(args.vary)
     for key in (sweep.key for sweep in sweeps):
         if key in (item.partition("=")[0].strip() for item in args.overrides):

@@ -43,6 +43,13 @@ def register(subparsers) -> None:
     add_config_arguments(parser)
     parser.add_argument("--out", default=None, help="run directory (default: run.out of the config)")
     parser.add_argument("--resume", default=None, help="'auto' for the run's latest checkpoint, or a checkpoint path")
+    parser.add_argument(
+        "--init",
+        default=None,
+        metavar="CKPT",
+        help="start from this pose model (train.init): a posealign checkpoint or a plain state dict; "
+        "with --preset source_free, adapt it on target images alone",
+    )
     parser.set_defaults(func=run)
 
 
@@ -88,7 +95,8 @@ def finished_results(config: DictConfig) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = prepared_config(args.preset, args.task, with_out(args.overrides, args.out), args.resume)
+    overrides = [*args.overrides, *([f"train.init={args.init}"] if args.init else [])]
+    config = prepared_config(args.preset, args.task, with_out(overrides, args.out), args.resume)
     if args.resume == "auto":
         finished = finished_results(config)
         if finished is not None:

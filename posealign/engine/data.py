@@ -27,7 +27,7 @@ class RunData:
     target stream when a step needs target images (None otherwise), the splits evaluated at the end
     and the keypoint set they share."""
 
-    labeled: BatchStream
+    labeled: BatchStream | None
     target: BatchStream | None
     eval_sets: dict[str, CroppedPoseDataset]
     keypoint_set: KeypointSet
@@ -41,11 +41,13 @@ class RunData:
 
 def build_run_data(config: DictConfig, context: DistributedContext) -> RunData:
     """Every dataset the config names, checked against one keypoint set, with this rank's streams."""
-    labeled_role = "target" if config.train.supervised_on == "target" else "source"
-    labeled_set = build_dataset(config.data[labeled_role], config, labeled_role)
+    labeled_role = {"target": "target", "source": "source"}.get(config.train.supervised_on)
+    # A source-free run (supervised_on: none) opens no labeled training split: no source file is read.
+    labeled_set = build_dataset(config.data[labeled_role], config, labeled_role) if labeled_role else None
     target_set = build_dataset(config.data.target, config, "target") if needs_target_images(config) else None
-    eval_sets = {name: build_dataset(spec, config, f"eval.{name}") for name, spec in config.data.eval.items()}
-    keypoint_set = run_keypoint_set(config, [labeled_set, *([target_set] if target_set else []), *eval_sets.values()])
+    eval_sets = {name: build_dataset(spec, config, f"eval.{name}") for name, spec in evaluated_splits(config).items()}
+    training_sets = [dataset for dataset in (labeled_set, target_set) if dataset is not None]
+    keypoint_set = run_keypoint_set(config, [*training_sets, *eval_sets.values()])
 
     def stream(dataset: CroppedPoseDataset, seed: int) -> BatchStream:
         return BatchStream(
@@ -60,11 +62,20 @@ def build_run_data(config: DictConfig, context: DistributedContext) -> RunData:
 
     seed = int(config.run.seed)
     return RunData(
-        labeled=stream(labeled_set, seed),
+        labeled=stream(labeled_set, seed) if labeled_set else None,
         target=stream(target_set, seed + 1) if target_set else None,
         eval_sets=eval_sets,
         keypoint_set=keypoint_set,
     )
+
+
+def evaluated_splits(config: DictConfig) -> dict[str, DictConfig]:
+    """``data.eval``'s splits this run evaluates: all, but in a source-free run not ``source``
+    (the run has no source images)."""
+    splits = dict((config.data.get("eval") or {}).items())
+    if config.train.supervised_on == "none":
+        splits.pop("source", None)
+    return splits
 
 
 def adapts(config: DictConfig) -> bool:

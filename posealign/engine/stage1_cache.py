@@ -89,8 +89,8 @@ def data_fingerprint(training: TrainingState) -> str:
 
 def stage1_cache_file(config: DictConfig, world_size: int = 1) -> Path | None:
     """This run's entry in ``run.pretrain_cache``; None when the run shares no stage 1."""
-    if not config.run.pretrain_cache:
-        return None
+    if not config.run.pretrain_cache or int(config.train.pretrain_steps) == 0:
+        return None  # a run without a stage 1 (source-free: it starts from train.init) shares none
     key = pretraining_key(config, world_size)
     return Path(config.run.pretrain_cache) / f"pretrain_{key}.pt"
 

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from posealign.alignment.pose_prior import fit_pose_prior
 from posealign.config_checks import describe_inactive, inactive_changes
 from posealign.data.batch import Batch
 from posealign.engine.checkpoint import checkpoint_path, latest_checkpoint
@@ -37,6 +38,7 @@ from posealign.engine.distributed import (
     setup_distributed,
 )
 from posealign.engine.evaluate import evaluate
+from posealign.engine.initial_model import load_initial_model
 from posealign.engine.interrupts import StopSignal, TrainingInterrupted
 from posealign.engine.run_directory import MetricsLog, RunLock, check_run_directory, prepare_run_directory
 from posealign.engine.stage1_cache import keep_stage1, reuse_stage1, stage1_cache_file
@@ -92,6 +94,10 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext, 
     log = MetricsLog(run_dir, bool(config.run.tensorboard), enabled=context.is_main)
 
     training = build_training(config, data, context)
+    if config.train.get("init"):
+        started_from = load_initial_model(training.method, str(config.train.init), data.keypoint_set)
+        _say(context, started_from)
+        log.note(started_from)
     # Stage 1 draws the same random numbers whatever networks this preset built (daml's
     # discriminator initialisation would shift them), so stage 1 trained here equals a cached one.
     torch.manual_seed(int(config.run.seed) + context.rank)
@@ -104,17 +110,19 @@ def _train(config: DictConfig, resume: str | None, context: DistributedContext, 
         log.note(describe_inactive(inactive))
 
     pretrain_steps, total_steps = _schedule(config)
-    training.method.set_train_mode()
+    training.method.set_train_mode(adapting=adapts(config) and step >= pretrain_steps)
     started = time.time()
     with StopSignal() as stop, _progress_bar(config, context, step) as progress:
         step = run_steps(training, "pretrain", step, pretrain_steps, data, log, progress, stop)
         if adapts(config):
             if step == pretrain_steps:  # stage 2 begins here (not when resuming inside it)
+                fit_source_pose_prior(training)
                 keep_stage1(training, cache_file, step)
                 start_adaptation(training, data, log, step)
             progress.set_postfix(stage="adapt")
             step = run_steps(training, "adapt", step, total_steps, data, log, progress, stop)
     if not adapts(config):
+        fit_source_pose_prior(training)
         keep_stage1(training, cache_file, step)
     elapsed = time.time() - started
 
@@ -216,6 +224,18 @@ def maybe_reuse_stage1(training: TrainingState, cache_file: Path | None, step: i
     return pretrain_steps
 
 
+def fit_source_pose_prior(training: TrainingState) -> None:
+    """End of stage 1 on source labels: fit the source pose prior from them (labels only, no image
+    read), so that this run's checkpoints carry it to a source-free stage 2 (``train.init``)."""
+    method = training.method
+    if training.config.train.supervised_on != "source" or method.source_pose_prior is not None:
+        return
+    records = training.labeled_stream.dataset.dataset.records
+    keypoints = torch.stack([torch.from_numpy(record.keypoints) for record in records])
+    visible = torch.stack([torch.from_numpy(record.visible) for record in records])
+    method.source_pose_prior = fit_pose_prior(keypoints, visible)
+
+
 def start_adaptation(training: TrainingState, data: RunData, log: MetricsLog, step: int) -> None:
     """The teacher starts as the pretrained student; a calibrated pose temperature is set and noted;
     the student's lr restarts at ``optim.adapt_lr`` when one is set."""
@@ -227,18 +247,23 @@ def start_adaptation(training: TrainingState, data: RunData, log: MetricsLog, st
         for group in training.optimizer.param_groups:
             group["lr"] = adapt_lr
         log.note(f"stage 2 starts at lr {adapt_lr:.3g} (optim.adapt_lr)")
-    source_images = None
+    calibration_images = None
+    method.set_train_mode(adapting=True)
+    # The first images of the labeled (source) split, un-augmented: deterministic, no RNG drawn. A
+    # source-free run calibrates on target images instead: the pretrained network's maps, no label read.
+    calibration_stream = data.labeled if data.labeled is not None else data.target
     if method.needs_temperature_calibration:
-        # The first images of the labeled (source) split, un-augmented: deterministic, no RNG drawn.
-        dataset = data.labeled.dataset
+        dataset = calibration_stream.dataset
         count = min(len(dataset), _CALIBRATION_IMAGES)
         items = collate([dataset[i] for i in range(count)])
         device = training.context.device
-        source_images = to_batch(items, device, use_channels_last(training.config, device)).images
-    method.start_adaptation(source_images)
-    if source_images is not None:
+        calibration_images = to_batch(items, device, use_channels_last(training.config, device)).images
+    method.start_adaptation(calibration_images)
+    if calibration_images is not None:
+        domain = "source" if data.labeled is not None else "target"
         log.note(
-            f"pose level: temperature {method.pose_temperature:.4g} calibrated on {len(source_images)} source images"
+            f"pose level: temperature {method.pose_temperature:.4g} calibrated on {len(calibration_images)} "
+            f"{domain} images"
         )
 
 
@@ -332,11 +357,13 @@ def _saved_after_data_error(
     return type(error)(f"{error}; {where}: after fixing or removing that file, continue with --resume auto")
 
 
-def next_batches(training: TrainingState) -> tuple[Batch, Batch | None]:
-    """The step's labeled batch and target batch (None when the run reads no target images), on the device."""
+def next_batches(training: TrainingState) -> tuple[Batch | None, Batch | None]:
+    """The step's labeled batch (None in a source-free run) and target batch (None when the run reads
+    no target images), on the device."""
     device = training.context.device
     channels_last = use_channels_last(training.config, device)
-    labeled = to_batch(next(training.labeled_stream), device, channels_last)
+    stream = training.labeled_stream
+    labeled = to_batch(next(stream), device, channels_last) if stream is not None else None
     target = to_batch(next(training.target_stream), device, channels_last) if training.target_stream else None
     return labeled, target
 
@@ -431,7 +458,7 @@ def _quick_evaluation(training: TrainingState, data: RunData, log: MetricsLog, s
     method = training.method
     quick = evaluate(method.evaluation_model(), target_eval, data.keypoint_set, device=training.context.device)
     log.log(step, _pck_record(quick), prefix="eval_target")
-    method.set_train_mode()
+    method.set_train_mode(adapting=step > int(training.config.train.pretrain_steps))
 
 
 def _pck_record(result: dict) -> dict:

@@ -40,7 +40,7 @@ class TrainingState:
     discriminator_optimizer: torch.optim.Optimizer | None
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    labeled_stream: BatchStream
+    labeled_stream: BatchStream | None  # None in a source-free run: no labeled image is read
     target_stream: BatchStream | None
     keypoint_set: KeypointSet
 
@@ -67,11 +67,12 @@ class TrainingState:
             "scaler": self.scaler.state_dict(),
             "rng": _gather_rng_states(self.context),
             "data": {
-                "labeled": self.labeled_stream.state_dict(),
+                "labeled": self.labeled_stream.state_dict() if self.labeled_stream else None,
                 "target": self.target_stream.state_dict() if self.target_stream else None,
             },
             "style_cache": method.style_cache,
             "pose_temperature": method.pose_temperature if method.needs_temperature_calibration else None,
+            "source_pose_prior": method.source_pose_prior,
             "config": OmegaConf.to_container(resolved(self.config)),
             "keypoint_set": keypoint_set_to_saved(self.keypoint_set),
         }
@@ -87,7 +88,8 @@ class TrainingState:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        self.labeled_stream.load_state_dict(state["data"]["labeled"])
+        if self.labeled_stream is not None:
+            self.labeled_stream.load_state_dict(state["data"]["labeled"])
         if self.target_stream is not None and state["data"].get("target") is not None:
             self.target_stream.load_state_dict(state["data"]["target"])
         # Saved on the CPU (torch.load maps there); the step multiplies them with device tensors.
@@ -95,6 +97,8 @@ class TrainingState:
         method.style_cache = {
             index: tuple(t.to(device) for t in stats) for index, stats in (state.get("style_cache") or {}).items()
         }
+        if state.get("source_pose_prior") is not None:
+            method.source_pose_prior = state["source_pose_prior"]
         if method.needs_temperature_calibration and state.get("pose_temperature") is not None:
             # Calibrated when stage 2 began; without calibration tau stays 1.
             method.pose_temperature = float(state["pose_temperature"])
