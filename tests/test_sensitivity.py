@@ -123,6 +123,9 @@ def test_a_value_the_run_cannot_take_or_a_key_that_does_nothing_is_one_line(tmp_
     argv = ["ablate", "--out", str(out), "--preset", "mean_teacher", "--vary", "align.pose.weight=0.1,1", *TINY]
     assert main(argv) == 2
     assert "align.pose.weight: does nothing in preset 'mean_teacher'" in capsys.readouterr().err
+    argv = ["ablate", "--out", str(out), "--preset", "source_free", "--vary", "mean_teacher.consistency_weight=1,2"]
+    assert main([*argv, *TINY]) == 2  # a source-free sweep has no model to adapt unless train.init names one
+    assert "--vary with source_free: give the model every run adapts, train.init=CKPT" in capsys.readouterr().err
     assert not out.exists()  # refused before anything is written
 
 
