@@ -331,3 +331,15 @@ def test_prepare_of_a_hand_release_points_to_inspect(tmp_path, capsys, dataset):
     assert len(err) == 1 and "needs no preparation" in err[0]
     assert f"data inspect --dataset {dataset} --root {tmp_path / 'raw'}" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_h3d_crop_of_a_sideways_stored_image_is_the_viewers_frame(tmp_path):
+    from posealign.data.records import square_box_around
+
+    release = make_h3d(tmp_path)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 40 wide, 56 high; a viewer turns it to 56 x 40
+    Image.new("RGB", (40, 56), (90, 60, 30)).save(release / "part1/0000.jpg", exif=exif)
+    record = next(r for r in load_h3d(tmp_path, "all").records if r.meta["name"] == "part1/0000.jpg")
+    assert record.crop_box.tolist() == square_box_around(0, 0, 56, 40).tolist()
+    assert record.crop_box.tolist() != square_box_around(0, 0, 40, 56).tolist()

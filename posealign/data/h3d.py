@@ -21,11 +21,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from posealign.data.records import PoseDataset, RecordCollector, read_json_file, square_box_around
 from posealign.data.seeded_split import SPLITS, seeded_split
 from posealign.errors import DatasetFormatError
+from posealign.image_crops import read_image_size
 from posealign.keypoints import HAND21
 
 TASKS = ("noobject", "object", "all")
@@ -67,8 +67,7 @@ def load_h3d(root: str | Path, split: str = "train", task: str = "noobject", che
             )
         image = root / sample["name"]
         if collector.check_image(image):
-            with Image.open(image) as opened:
-                crop_box = square_box_around(0, 0, *opened.size)
+            crop_box = square_box_around(0, 0, *read_image_size(image))
         else:  # the size is unknown: the crop the anchors cached, around the keypoints
             crop_box = square_box_around(*keypoints.min(0), *keypoints.max(0), scale=1.5)
         collector.add(

@@ -30,10 +30,10 @@ import random
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from posealign.data.records import PoseDataset, RecordCollector, read_json_file, square_box_around
 from posealign.errors import DatasetFormatError
+from posealign.image_crops import read_image_size
 from posealign.keypoints import BODY16
 
 TRAIN_SUBJECTS = (1, 5, 6, 7, 8)
@@ -112,8 +112,7 @@ def _add_record(collector: RecordCollector, root: Path, path: Path, index: int, 
     exists = collector.check_image(image)
     size = (sample["width"], sample["height"]) if "width" in sample and "height" in sample else None
     if size is None and exists:
-        with Image.open(image) as opened:
-            size = opened.size
+        size = read_image_size(image)
     if size is None:  # crop missing and size not recorded: every joint counts, crop around them
         visible = np.ones(len(keypoints), dtype=bool)
         crop_box = square_box_around(*keypoints.min(0), *keypoints.max(0), scale=1.5)

@@ -46,6 +46,7 @@ from posealign.data.human36m import TEST_SUBJECTS, TRAIN_SUBJECTS
 from posealign.data.records import read_json_file
 from posealign.errors import DatasetFormatError
 from posealign.files import atomic_write_json
+from posealign.image_crops import read_rgb_image
 
 SUBJECTS = TRAIN_SUBJECTS + TEST_SUBJECTS
 H36M_TO_BODY16 = (3, 2, 1, 4, 5, 6, 0, 11, 8, 10, 16, 15, 14, 11, 12, 13)
@@ -112,16 +113,14 @@ def prepare_subject(raw_dir: Path, out_dir: Path, subject: int, progress: bool =
         keypoints = camera_points @ intrinsic.T
         keypoints = keypoints[:, :2] / keypoints[:, 2:3]
         source = raw_dir / "images" / name
-        if not source.is_file():
-            raise DatasetFormatError(f"{source}: frame listed in {data_path.name} not found; extract images/ fully")
-        try:
-            with Image.open(source) as frame:
-                left, upper, right, lower = anchor_crop_box(keypoints, *frame.size)
-                crop = frame.crop((left, upper, right + 1, lower + 1))
-        except OSError as error:
-            raise DatasetFormatError(
-                f"{source}: does not decode ({' '.join(str(error).split())}); re-extract this frame"
-            ) from None
+        frame = read_rgb_image(
+            source,
+            missing_fix=f"it is listed in {data_path.name}; extract images/ fully",
+            broken_fix="re-extract this frame",
+            error=DatasetFormatError,
+        )
+        left, upper, right, lower = anchor_crop_box(keypoints, *frame.size)
+        crop = frame.crop((left, upper, right + 1, lower + 1))
         side = crop.width
         crop = crop.resize((CROP_SIZE, CROP_SIZE), Image.Resampling.BICUBIC)
         destination = out_dir / "crop_images" / name
