@@ -189,6 +189,17 @@ class MultiLevelAlignment(nn.Module):
         feature = self.config.align.feature
         return grl_coefficient(feature.grl, progress, float(feature.grl_lambda))
 
+    def pose_level_loss(self, student_common: torch.Tensor) -> torch.Tensor:
+        """L_IM of eq. 6-7 on the student's target heatmaps in the common frame."""
+        pose = self.config.align.pose
+        return information_maximization_loss(
+            student_common,
+            pose.variant,
+            float(pose.gate_threshold),
+            self.pose_temperature,
+            float(pose.diversity_weight),
+        )
+
     def loss_weights(self) -> dict[str, float]:
         """l_c, l_adv and l_im of eq. 8, read from the config at each step."""
         config = self.config
@@ -302,13 +313,7 @@ class MultiLevelAlignment(nn.Module):
                 )
         if pose.enabled:
             with _region("losses"):
-                losses["loss_im"] = information_maximization_loss(
-                    student_common,
-                    pose.variant,
-                    float(pose.gate_threshold),
-                    self.pose_temperature,
-                    float(pose.diversity_weight),
-                )
+                losses["loss_im"] = self.pose_level_loss(student_common)
         with _region("losses"):
             total = _weighted_sum(losses, self.loss_weights())
             self._check_finite(losses, step)
@@ -338,13 +343,7 @@ class MultiLevelAlignment(nn.Module):
                 )
             }
             if pose.enabled:
-                losses["loss_im"] = information_maximization_loss(
-                    student_common,
-                    pose.variant,
-                    float(pose.gate_threshold),
-                    self.pose_temperature,
-                    float(pose.diversity_weight),
-                )
+                losses["loss_im"] = self.pose_level_loss(student_common)
             total = _weighted_sum(losses, self.loss_weights())
             self._check_finite(losses, step)
         logged = {**losses, "loss": total, "gate_fraction": views_t.gate.float().mean()}

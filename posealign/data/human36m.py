@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posealign.data.records import PoseDataset, RecordCollector, read_json_file, square_box_around
+from posealign.data.records import PoseDataset, RecordCollector, read_json_file, whole_crop_in_frame
 from posealign.errors import DatasetFormatError
 from posealign.image_crops import read_image_size
 from posealign.keypoints import BODY16
@@ -113,14 +113,7 @@ def _add_record(collector: RecordCollector, root: Path, path: Path, index: int, 
     size = (sample["width"], sample["height"]) if "width" in sample and "height" in sample else None
     if size is None and exists:
         size = read_image_size(image)
-    if size is None:  # crop missing and size not recorded: every joint counts, crop around them
-        visible = np.ones(len(keypoints), dtype=bool)
-        crop_box = square_box_around(*keypoints.min(0), *keypoints.max(0), scale=1.5)
-    else:
-        width, height = size
-        inside_x = (keypoints[:, 0] >= 0) & (keypoints[:, 0] < width)
-        visible = inside_x & (keypoints[:, 1] >= 0) & (keypoints[:, 1] < height)
-        crop_box = square_box_around(0, 0, width, height)
+    visible, crop_box = whole_crop_in_frame(keypoints, size)
     meta = {"subject_file": path.name, "name": sample["name"]}
     for key, shape in (("keypoint3d", (16, 3)), ("intrinsic_matrix", (3, 3))):
         if key in sample and np.shape(sample[key]) == shape:

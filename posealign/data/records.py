@@ -121,6 +121,18 @@ def square_box_around(x0: float, y0: float, x1: float, y1: float, scale: float =
     return np.array([cx - side / 2.0, cy - side / 2.0, side, side], dtype=np.float32)
 
 
+def whole_crop_in_frame(keypoints: np.ndarray, size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(visible, crop_box) for a sample whose image is already the person's crop (SURREAL's and
+    Human3.6M's prepared crops): a joint outside the image is invisible, the crop is the whole image.
+    ``size`` None (image missing, size not recorded): every joint counts, cropped around them."""
+    if size is None:
+        return np.ones(len(keypoints), dtype=bool), square_box_around(*keypoints.min(0), *keypoints.max(0), scale=1.5)
+    width, height = size
+    inside_x = (keypoints[:, 0] >= 0) & (keypoints[:, 0] < width)
+    visible = inside_x & (keypoints[:, 1] >= 0) & (keypoints[:, 1] < height)
+    return visible, square_box_around(0, 0, width, height)
+
+
 def bbox_from_keypoints(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
     """Tight (x, y, w, h) box of the visible keypoints (all keypoints if none is visible)."""
     points = keypoints[visible] if visible.any() else keypoints

@@ -22,7 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from posealign.data.records import PoseDataset, PoseRecord, RecordCollector, read_json_file, square_box_around
+from posealign.data.records import (
+    PoseDataset,
+    PoseRecord,
+    RecordCollector,
+    read_json_file,
+    whole_crop_in_frame,
+)
 from posealign.errors import DatasetFormatError
 from posealign.image_crops import read_image_size
 from posealign.keypoints import BODY16
@@ -94,14 +100,7 @@ def _read_run(path: Path, split: str, check_images: bool) -> list[PoseRecord]:
         size = (sample["width"], sample["height"]) if "width" in sample and "height" in sample else None
         if size is None and exists:
             size = read_image_size(image)
-        if size is None:  # image missing and size not recorded: every joint counts, crop around them
-            visible = np.ones(len(keypoints), dtype=bool)
-            crop_box = square_box_around(*keypoints.min(0), *keypoints.max(0), scale=1.5)
-        else:
-            width, height = size
-            inside_x = (keypoints[:, 0] >= 0) & (keypoints[:, 0] < width)
-            visible = inside_x & (keypoints[:, 1] >= 0) & (keypoints[:, 1] < height)
-            crop_box = square_box_around(0, 0, width, height)
+        visible, crop_box = whole_crop_in_frame(keypoints, size)
         meta = {"run": image_dir.name, "name": sample["name"]}
         if "keypoint3d" in sample:
             joints3d = np.asarray(sample["keypoint3d"], dtype=np.float32)
