@@ -39,6 +39,7 @@ def _tiny_model(dtype=torch.float64) -> SimpleBaseline:
                 module.running_var.uniform_(0.5, 2)
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.5, 0.5)
+    model.one_pass_domains = True  # on the CPU too (by default it runs on CUDA only)
     return model.train()
 
 
@@ -121,6 +122,9 @@ def test_the_one_pass_runs_only_where_its_view_and_modules_allow():
     images = torch.rand(4, 3, 32, 32)
     assert one_pass_possible(model, images)
     assert not one_pass_possible(model, images.to(memory_format=torch.channels_last))
+    # a channels-last network fed contiguous images (what the augmentation hands it) makes
+    # channels-last activations: the BatchNorm view would copy at every layer
+    assert not one_pass_possible(copy.deepcopy(model).to(memory_format=torch.channels_last), images)
     assert not one_pass_possible(nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model)), images)
     cumulative = copy.deepcopy(model)
     cumulative.deconv[1].momentum = None
@@ -178,3 +182,17 @@ def test_training_steps_of_the_method_match_one_pass_per_domain():
         results.append(method)
     for name in ("student", "teacher"):
         _assert_same_state(getattr(results[0], name), getattr(results[1], name), rtol=1e-4, atol=1e-6)
+
+
+def test_on_the_cpu_the_default_is_one_pass_per_domain():
+    torch.manual_seed(0)
+    default = SimpleBaseline(5, "resnet18", None, backbone_stages=2, deconv_layers=2, deconv_channels=8).train()
+    assert default.one_pass_domains is None
+    forced = copy.deepcopy(default)
+    forced.one_pass_domains = True
+    images = torch.rand(8, 3, 32, 32)
+    for model, batches_seen in ((default, [4, 4]), (forced, [8])):  # two passes of 4, or one of 8
+        seen = []
+        model.backbone[1].register_forward_pre_hook(lambda module, inputs, seen=seen: seen.append(len(inputs[0])))
+        model(images, domains=2)
+        assert seen == batches_seen

@@ -88,8 +88,14 @@ def per_domain_statistics(model: nn.Module, domains: int) -> Iterator[None]:
 def one_pass_possible(model: nn.Module, images: torch.Tensor) -> bool:
     """Whether one interleaved pass gives ``model`` per-domain statistics: every BatchNorm is a
     :class:`DomainBatchNorm2d` with a momentum, and the batch is in the contiguous layout (a
-    channels-last activation would be copied at every BatchNorm to take the channel view)."""
+    channels-last activation, from a channels-last batch or network, would be copied at every
+    BatchNorm to take the channel view)."""
     if not images.is_contiguous():
+        return False
+    # The augmentation hands over contiguous images even when the network is channels-last; its
+    # convolutions then give channels-last activations, and every BatchNorm's channel view would copy.
+    convolutions = [module.weight for module in model.modules() if isinstance(module, nn.Conv2d)]
+    if any(not weight.is_contiguous() for weight in convolutions):
         return False
     norms = [module for module in model.modules() if isinstance(module, _BatchNorm)]
     return all(type(norm) is DomainBatchNorm2d and norm.momentum is not None for norm in norms)

@@ -139,8 +139,10 @@ class SimpleBaseline(nn.Module):
             if isinstance(module, nn.Conv2d):
                 nn.init.normal_(module.weight, std=0.001)
                 nn.init.zeros_(module.bias)
-        # False: one pass per domain even where one interleaved pass would do (benchmarks time both).
-        self.one_pass_domains = True
+        # The one interleaved pass over both domains: True / False force it on / off (tests and
+        # benchmarks compare both); None, on CUDA only: on the CPU the per-domain channel view costs
+        # more than the second pass saves (docs/speed.md).
+        self.one_pass_domains: bool | None = None
 
     def forward(
         self, images: torch.Tensor, domains: int = 1, features_from: str = "deconv"
@@ -155,7 +157,8 @@ class SimpleBaseline(nn.Module):
         if domains > 1:
             if images.shape[0] % domains:
                 raise ValueError(f"a batch of {images.shape[0]} does not split into {domains} equal domain parts")
-            if self.one_pass_domains and self.training and one_pass_possible(self, images):
+            one_pass = images.is_cuda if self.one_pass_domains is None else self.one_pass_domains
+            if one_pass and self.training and one_pass_possible(self, images):
                 with per_domain_statistics(self, domains):
                     heatmaps, features = self(interleave(images, domains), features_from=features_from)
                 return deinterleave(heatmaps, domains), deinterleave(features, domains)
