@@ -177,11 +177,11 @@ def _check_dataset_entry(config: DictConfig, key: str, spec: DictConfig, check_r
 
 
 def _check_init(config: DictConfig) -> None:
-    """``model.init`` names a file that exists (its contents are checked when the network is built)."""
-    init = config.model.get("init")
+    """``train.init`` names a file that exists (its contents are checked when the network is built)."""
+    init = config.train.get("init")
     if init and not Path(str(init)).exists():
         raise UserError(
-            f"model.init={init}: file not found; pass a posealign checkpoint, export or `posealign import` file"
+            f"train.init={init}: file not found; pass a posealign checkpoint, export or `posealign import` file"
         )
 
 

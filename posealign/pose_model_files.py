@@ -4,7 +4,7 @@ Two formats hold a network: a training checkpoint (``RUN/checkpoints/final.pt``,
 trainer: the teacher when the run has one, else the student, as every reported number) and an
 export (``posealign export`` or ``posealign import``: safetensors whose header holds, as JSON
 strings, the keypoint set, the model config, the preprocessing and the run's config, so that no
-other file is needed to use it). ``eval``, ``report``, ``predict``, ``export`` and ``model.init``
+other file is needed to use it). ``eval``, ``report``, ``predict``, ``export`` and ``train.init``
 all load through ``load_pose_model``; an ONNX export (:mod:`posealign.onnx_model`) carries the same
 metadata and is read by ``predict`` only.
 """
@@ -267,9 +267,9 @@ _ARCHITECTURE_DEFAULTS = {
 def initialise_from_model_file(
     networks: list[nn.Module], model_config, keypoint_set: KeypointSet, path: str | Path
 ) -> None:
-    """``model.init``: every weight of ``networks`` (a run's student, and its teacher) from the model
-    file at ``path``, whose network must be the run's (the same ``model`` keys and keypoints)."""
-    source = f"model.init={path}"
+    """``train.init`` given a model file: every weight of ``networks`` (a run's student, and its teacher)
+    from the model file at ``path``, whose network must be the run's (the same ``model`` keys and keypoints)."""
+    source = f"train.init={path}"
     if not Path(path).exists():
         raise UserError(f"{source}: file not found; pass a posealign checkpoint, export or `posealign import` file")
     loaded = load_pose_model(path)
@@ -297,7 +297,7 @@ def export_metadata(model: PoseModel) -> dict[str, str]:
         "architecture": "SimpleBaseline",
         "keypoint_set": keypoint_set_to_saved(model.keypoint_set),
         # The network only: not where its training found backbone or starting weights.
-        "model": {**{k: v for k, v in model.model_config.items() if k != "init"}, "pretrained": "none"},
+        "model": {**model.model_config, "pretrained": "none"},
         "image_size": model.preprocessing.image_size,
         "heatmap_size": model.preprocessing.heatmap_size,
         "sigma": model.preprocessing.sigma,

@@ -1,5 +1,5 @@
 """``posealign import``: a checkpoint of the released DAML, UDAPE or RegDA code gives the released
-network's heatmaps in posealign, and ``predict``, ``export`` and ``model.init`` take the file.
+network's heatmaps in posealign, and ``predict``, ``export`` and ``train.init`` take the file.
 
 The released network is re-created here module for module (tllib's PoseResNet, copied by DAML and
 UDAPE as lib/models/pose_resnet.py; RegDA's PoseResNet2d from tllib/alignment/regda.py), so its
@@ -222,7 +222,7 @@ def test_training_starts_from_an_imported_checkpoint(tmp_path, capsys):
         "train", "--preset", "source_only", "--task", "benchmark", "--out", str(run),
         "run.tensorboard=false", "run.progress=false", "train.batch_size=2",
         "data.benchmark_sizes={source_train: 4, source_test: 2, target_train: 4, target_test: 2, target_val: 2}",
-        f"model.init={imported}", "data.heatmap_size=16", "optim.lr=1e-12", "train.pretrain_steps=1",
+        f"train.init={imported}", "data.heatmap_size=16", "optim.lr=1e-12", "train.pretrain_steps=1",
         "data.eval.source=null", "data.eval.target_val=null",
     ]  # fmt: skip
     assert main(train) == 2  # the benchmark's backbone stops at layer2; the released one runs all four
@@ -231,7 +231,7 @@ def test_training_starts_from_an_imported_checkpoint(tmp_path, capsys):
     assert main([*train, "model.backbone_stages=4"]) == 0
     trained = load_pose_model(run)
     start = load_pose_model(imported)
-    # An Adam step moves each weight by about lr: every weight stays where model.init put it
+    # An Adam step moves each weight by about lr: every weight stays where train.init put it
     # (BatchNorm statistics do move).
     start_parameters = dict(start.network.named_parameters())
     for name, parameter in trained.network.named_parameters():

@@ -158,6 +158,19 @@ def test_the_key_holds_what_changes_stage_one_and_only_that():
     assert len({key(preset) for preset in ("source_only", "source_only_image", "oracle")}) == 3
 
 
+def test_a_stage_one_from_a_starting_model_is_keyed_by_its_bytes(tmp_path):
+    def key(*overrides: str) -> str:
+        return pretraining_key(load_config("mean_teacher", "benchmark", ["run.pretrain_cache=cache", *overrides]))
+
+    first, copy_of_first, second = tmp_path / "a.pt", tmp_path / "copy.pt", tmp_path / "b.pt"
+    torch.save({"w": torch.zeros(3)}, first)
+    shutil.copy(first, copy_of_first)
+    torch.save({"w": torch.ones(3)}, second)
+    assert key(f"train.init={first}") != key()  # trained from that model, not from ImageNet or random weights
+    assert key(f"train.init={first}") == key(f"train.init={copy_of_first}")  # the same bytes elsewhere
+    assert key(f"train.init={first}") != key(f"train.init={second}")
+
+
 def test_a_cached_stage_one_of_other_annotations_is_not_reused(benchmark_root, tmp_path):
     root, cache = tmp_path / "benchmark", tmp_path / "cache"
     shutil.copytree(benchmark_root, root)

@@ -3,7 +3,7 @@
 Turns a checkpoint written by the released code of DAML (sunshinglight/DAML_PoseEstimation),
 UDAPE (VisionLearningGroup/UDA_PoseEstimation) or RegDA (the Transfer-Learning-Library) into a
 posealign model file: the same heatmaps on the same image. ``eval``, ``predict``, ``export`` and
-training (``model.init=FILE``) take it.
+training (``--init FILE``, ``train.init=FILE``) take it.
 
 --which picks the weights: DAML and UDAPE save ``student`` and ``teacher`` (default: teacher, the
 one their papers report), RegDA saves ``model``. --task names the task the checkpoint was trained

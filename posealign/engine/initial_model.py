@@ -1,5 +1,6 @@
 """``train.init``: the pose model a run starts from instead of random weights, a posealign
-checkpoint (the end of a stage 1, or any run's) or a plain state dict of the pose network.
+checkpoint (the end of a stage 1, or any run's), a model file (``posealign export``, ``posealign
+import``) or a plain state dict of the pose network.
 
 A checkpoint also brings what a source-free stage 2 needs from the source and cannot read itself:
 the source pose prior fitted at the end of stage 1 (:mod:`posealign.alignment.pose_prior`); the
@@ -7,6 +8,8 @@ source's BatchNorm statistics come with any state dict, as the network's running
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -16,12 +19,22 @@ from posealign.keypoints import KeypointSet
 from posealign.models.unwrap import unwrap_model
 from posealign.multilevel_alignment import MultiLevelAlignment
 
-_FIX = "pass a posealign checkpoint (RUN/checkpoints/final.pt) or a state dict of this run's model.* network"
+_FIX = (
+    "pass a posealign checkpoint (RUN/checkpoints/final.pt), model file (.safetensors) "
+    "or a state dict of this run's model.* network"
+)
 
 
 def load_initial_model(method: MultiLevelAlignment, path: str, keypoint_set: KeypointSet) -> str:
     """Load ``path`` into the student (and the teacher, which stage 2 starts as a copy of it anyway);
     returns the line the run's log gets. Any mismatch is one ``UserError`` naming the file and what differs."""
+    if Path(path).suffix == ".safetensors":  # `posealign export` or `posealign import`: the network alone
+        from posealign.pose_model_files import initialise_from_model_file
+
+        networks = [unwrap_model(method.student)] + ([method.teacher] if method.teacher is not None else [])
+        initialise_from_model_file(networks, method.config.model, keypoint_set, path)
+        method.source_pose_prior = None
+        return f"started from {path} (model file, without a source pose prior)"
     state = load_torch_file(path, "train.init model", _FIX, missing_fix=f"train.init names no file; {_FIX}")
     if not isinstance(state, dict):
         raise UserError(f"{path}: train.init holds a {type(state).__name__}, not a state dict; {_FIX}")

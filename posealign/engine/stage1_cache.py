@@ -61,7 +61,17 @@ def pretraining_key(config: DictConfig, world_size: int = 1) -> str:
         },
         "image_level": plain["align"]["image"] if _stylizes_stage1(config) else None,
     }
+    if plain["train"].get("init"):  # stage 1 starts from that model: its bytes, not its path, decide
+        relevant["init"] = _file_digest(Path(plain["train"]["init"]))
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _stylizes_stage1(config: DictConfig) -> bool:

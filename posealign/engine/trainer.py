@@ -152,11 +152,6 @@ def build_training(config: DictConfig, data: RunData, context: DistributedContex
     method = MultiLevelAlignment(
         config, data.keypoint_set.num_keypoints, on_any_rank=functools.partial(any_rank, context=context)
     ).to(device)
-    if config.model.get("init"):
-        from posealign.pose_model_files import initialise_from_model_file
-
-        networks = [method.student] + ([method.teacher] if method.teacher is not None else [])
-        initialise_from_model_file(networks, config.model, data.keypoint_set, config.model.init)
     if use_channels_last(config, device):
         method.to(memory_format=torch.channels_last)
     if context.enabled and config.run.sync_batchnorm:
