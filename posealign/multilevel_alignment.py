@@ -283,25 +283,16 @@ class MultiLevelAlignment(nn.Module):
                 self._check_finite({"loss_sup": loss_sup}, step)
             return loss_sup, {"loss": loss_sup, "loss_sup": loss_sup}
 
-        mean_teacher, pose = config.mean_teacher, config.align.pose
+        mean_teacher = config.mean_teacher
         views_t = self.target_views(target, augmented[1:])
         batch = views.shape[0]
         with _region("student_forward"):  # one call; per domain, each domain's own BatchNorm statistics
             domains = 2 if mean_teacher.student_batchnorm == "per_domain" else 1
             heatmaps, features = self.student(torch.cat([views, views_t.student_images]), domains=domains)
-        with _region("warps_occlusion_gating"):
-            student_common, student_valid = inverse_warp_heatmaps(
-                heatmaps[batch:].float(), views_t.student_matrices, self.stride
-            )
+        student_common, loss_cons = self.consistency_term(heatmaps[batch:], views_t)
         # Eq. 8: L = L_sup + l_c L_cons + l_adv L_adv + l_im L_IM, the terms of the levels switched on.
         with _region("losses"):
-            valid = student_valid & views_t.pseudo_label_valid
-            losses = {
-                "loss_sup": joints_mse_loss(heatmaps[:batch], heatmap_targets, weights),
-                "loss_cons": consistency_loss(
-                    student_common, views_t.pseudo_labels, views_t.gate, valid, mean_teacher.consistency_mask
-                ),
-            }
+            losses = {"loss_sup": joints_mse_loss(heatmaps[:batch], heatmap_targets, weights), "loss_cons": loss_cons}
         if self.discriminator is not None:
             with _region("discriminator_forward"):
                 losses["loss_adv"], logits = adversarial_loss(
@@ -311,15 +302,7 @@ class MultiLevelAlignment(nn.Module):
                     self.grl_coefficient(progress),
                     self.reversal_cap,
                 )
-        if pose.enabled:
-            with _region("losses"):
-                losses["loss_im"] = self.pose_level_loss(student_common)
-        with _region("losses"):
-            total = _weighted_sum(losses, self.loss_weights())
-            self._check_finite(losses, step)
-        logged = {**losses, "loss": total, "gate_fraction": views_t.gate.float().mean()}
-        # The pose level's entropies are logged for every mean-teacher row, on or off, to compare.
-        logged.update(entropy_fractions(student_common, self.pose_temperature))
+        total, logged = self.stage2_total(losses, student_common, views_t, step)
         if self.discriminator is not None:
             logged.update(discriminator_accuracies(logits, batch))
         return total, logged
@@ -327,26 +310,42 @@ class MultiLevelAlignment(nn.Module):
     def target_losses(self, target: Batch, progress: float, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 8 without a labeled batch (``train.supervised_on: none``): L = l_c L_cons + l_im L_IM,
         the levels that read target images only."""
-        mean_teacher, pose = self.config.mean_teacher, self.config.align.pose
         views_t = self.target_views(target)
         with _region("student_forward"):
             heatmaps, _ = self.student(views_t.student_images)
+        student_common, loss_cons = self.consistency_term(heatmaps, views_t)
+        return self.stage2_total({"loss_cons": loss_cons}, student_common, views_t, step)
+
+    def consistency_term(self, heatmaps: torch.Tensor, views_t: TargetViews) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student's strong-view target heatmaps in the common frame, and L_cons of eq. 3 there."""
         with _region("warps_occlusion_gating"):
             student_common, student_valid = inverse_warp_heatmaps(
                 heatmaps.float(), views_t.student_matrices, self.stride
             )
         with _region("losses"):
             valid = student_valid & views_t.pseudo_label_valid
-            losses = {
-                "loss_cons": consistency_loss(
-                    student_common, views_t.pseudo_labels, views_t.gate, valid, mean_teacher.consistency_mask
-                )
-            }
-            if pose.enabled:
+            loss_cons = consistency_loss(
+                student_common,
+                views_t.pseudo_labels,
+                views_t.gate,
+                valid,
+                self.config.mean_teacher.consistency_mask,
+            )
+        return student_common, loss_cons
+
+    def stage2_total(
+        self, losses: dict[str, torch.Tensor], student_common: torch.Tensor, views_t: TargetViews, step: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Adds the pose level's L_IM where it is on, weighs the terms (eq. 8), checks them, and the
+        scalars to log."""
+        if self.config.align.pose.enabled:
+            with _region("losses"):
                 losses["loss_im"] = self.pose_level_loss(student_common)
+        with _region("losses"):
             total = _weighted_sum(losses, self.loss_weights())
             self._check_finite(losses, step)
         logged = {**losses, "loss": total, "gate_fraction": views_t.gate.float().mean()}
+        # The pose level's entropies are logged for every mean-teacher row, on or off, to compare.
         logged.update(entropy_fractions(student_common, self.pose_temperature))
         return total, logged
 
