@@ -18,15 +18,9 @@ from posealign.config import load_config
 from posealign.data.batch import Batch
 from posealign.mean_teacher import ema_update, make_teacher
 from posealign.multilevel_alignment import MultiLevelAlignment
+from tests.test_method import TINY  # the step at 32 px, two images a domain
 
 torch.set_num_threads(1)
-TINY = [
-    "data.image_size=32",
-    "data.heatmap_size=32",
-    "model.deconv_channels=16",
-    "align.feature.channels=[16,16,16]",
-    "train.batch_size=2",
-]
 
 
 def test_views_warped_together_are_the_calls_one_after_another():
