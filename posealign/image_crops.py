@@ -73,3 +73,12 @@ def crop_square(image: Image.Image, crop_box: np.ndarray, size: int) -> tuple[np
     if side != size:
         crop = crop.resize((size, size), Image.BILINEAR, reducing_gap=None)
     return np.asarray(crop, dtype=np.uint8), np.array([x0, y0, side, side], dtype=np.float32)
+
+
+def mirror_crop(crop: np.ndarray, crop_box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A crop from ``crop_square`` flipped left-right, and the box that maps it back: a negative width
+    starting at the square's right column, so x_image = x + x_crop * w / size still holds. The hand
+    tasks train on left hands, right hands mirrored this way (``PoseRecord.mirror``);
+    ``posealign predict --mirror`` flips a right hand the same way."""
+    x, y, side, _ = (float(v) for v in crop_box)
+    return crop[:, ::-1], np.array([x + side - 1.0, y, -side, side], dtype=np.float32)

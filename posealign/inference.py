@@ -22,7 +22,7 @@ from torch import nn
 from posealign.data.records import square_box_around
 from posealign.errors import UserError
 from posealign.heatmaps import crop_to_image, decode_heatmaps
-from posealign.image_crops import crop_square
+from posealign.image_crops import crop_square, mirror_crop
 from posealign.pose_model_files import DEFAULT_BOX_SCALE
 
 
@@ -78,18 +78,26 @@ def predict_crop_boxes(
     crop_boxes: list[np.ndarray],
     image_size: int,
     batch_size: int = 32,
+    mirror: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run the model on one crop per (image, crop box) pair.
+    """Run the model on one crop per (image, crop box) pair; with ``mirror`` on each crop flipped
+    left-right (``mirror_crop``), its keypoints mapped back to the unflipped image.
 
-    Returns keypoints (N, K, 2) in original image pixels, confidence (N, K) and the crop boxes used (N, 4).
+    Returns keypoints (N, K, 2) in original image pixels, confidence (N, K) and the crop boxes used
+    (N, 4; a mirrored one has a negative width).
     """
+
+    def cut(image: Image.Image, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        crop, used = crop_square(image, box, image_size)
+        return mirror_crop(crop, used) if mirror else (crop, used)
+
     # A buffer, not a parameter: an onnxruntime-backed network (posealign.onnx_model) has no parameters.
     device = next(model.buffers()).device
     coords_all, confidence_all, used_all = [], [], []
     for start in range(0, len(images), batch_size):
         crops, used = zip(
             *(
-                crop_square(image, box, image_size)
+                cut(image, box)
                 for image, box in zip(
                     images[start : start + batch_size], crop_boxes[start : start + batch_size], strict=True
                 )
@@ -114,9 +122,11 @@ def predict_images(
     image_size: int,
     batch_size: int = 32,
     box_scale: float = DEFAULT_BOX_SCALE,
+    mirror: bool = False,
 ) -> list[list[PosePrediction]]:
     """Poses of the objects in each image: one per box of ``boxes[i]`` (x, y, w, h), or one for the
-    whole image when ``boxes`` is None. Keypoints come back in each image's own pixels."""
+    whole image when ``boxes`` is None. Keypoints come back in each image's own pixels. ``mirror``:
+    the network sees each crop flipped left-right (a right hand for a model of left hands)."""
     if boxes is not None and len(boxes) != len(images):
         raise ValueError(f"{len(images)} images but {len(boxes)} box lists")
     jobs: list[tuple[int, np.ndarray, np.ndarray]] = []  # image index, object box, crop box
@@ -129,7 +139,7 @@ def predict_images(
             for box in boxes[index]:
                 jobs.append((index, np.asarray(box, np.float32), object_crop_box(box, box_scale)))
     coords, confidence, used = predict_crop_boxes(
-        model, [images[i] for i, _, _ in jobs], [crop for _, _, crop in jobs], image_size, batch_size
+        model, [images[i] for i, _, _ in jobs], [crop for _, _, crop in jobs], image_size, batch_size, mirror
     )
     poses: list[list[PosePrediction]] = [[] for _ in images]
     for n, (index, box, _) in enumerate(jobs):

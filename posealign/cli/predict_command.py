@@ -1,4 +1,4 @@
-"""``posealign predict INPUTS... --checkpoint CKPT --out DIR [--box X,Y,W,H | --boxes FILE.json] [--overlay]``
+"""``posealign predict INPUTS... --checkpoint CKPT --out DIR [--box X,Y,W,H | --boxes FILE.json] [--overlay] [--mirror]``
 
 INPUTS are image or video files, folders (searched recursively for .jpg .jpeg .png .bmp .webp .tif
 .tiff and the videos .mp4 .avi .mov) or glob patterns (quote them, e.g. 'data/**/*.jpg'). CKPT is a
@@ -25,6 +25,11 @@ only once the whole video has been read.
 DIR/predictions_info.json records which weights wrote DIR; a DIR holding predictions of other
 weights is refused. Images and keypoints are in the frame a viewer shows (EXIF orientation and video
 rotation applied).
+
+Hands. The rhd2h3d and rhd2freihand tasks train, as the anchors do, on left hands: RHD's right
+hands and every FreiHAND hand are mirrored. ``--mirror`` shows the network each crop flipped
+left-right, as training flips a right hand, and maps the keypoints back: predict right hands with
+``--mirror`` and left hands without it. (``benchmark_hand`` draws both hands.)
 """
 
 from __future__ import annotations
@@ -59,6 +64,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--box", default=None, metavar="X,Y,W,H", help="one box (pixels) for every image and frame")
     parser.add_argument("--overlay", action="store_true", help="videos: also write an overlay video of each")
+    parser.add_argument(
+        "--mirror",
+        action="store_true",
+        help="flip each crop left-right for the network (right hands for a hand model, which sees left hands)",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="crops per forward pass (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1 ...")
     parser.add_argument(
@@ -94,6 +104,7 @@ def predict_files(
     kpt_thr: float = 0.1,
     box: str | None = None,
     overlay: bool = False,
+    mirror: bool = False,
 ) -> list[dict]:
     """Predict every image and video of ``inputs`` into ``out``; returns the COCO results of the images.
 
@@ -145,7 +156,13 @@ def predict_files(
         decoded = [open_input_image(image.path) for image in chunk]
         boxes = [image.boxes for image in chunk] if cropped else None
         poses_per_image += predict_images(
-            model.network, decoded, boxes, model.preprocessing.image_size, batch_size, model.preprocessing.box_scale
+            model.network,
+            decoded,
+            boxes,
+            model.preprocessing.image_size,
+            batch_size,
+            model.preprocessing.box_scale,
+            mirror,
         )
     info = {
         "checkpoint": str(checkpoint),
@@ -154,6 +171,7 @@ def predict_files(
         "image_size": model.preprocessing.image_size,
         "box_scale": model.preprocessing.box_scale,
         "boxes": str(box_file) if box_file is not None else box,
+        "mirror": mirror,
         "images": len(images),
         "videos": [video.file_name for video in videos],
     }
@@ -166,7 +184,7 @@ def predict_files(
     elif not (out / INFO_FILE).exists():  # an existing one names these weights (checked above)
         atomic_write_json(out / INFO_FILE, {**info, "objects": 0}, indent=1)
     if videos:
-        _predict_videos(model, videos, out, batch_size, kpt_thr, overlay)
+        _predict_videos(model, videos, out, batch_size, kpt_thr, overlay, mirror)
     return results
 
 
@@ -183,13 +201,19 @@ def _shown_size(path: Path) -> tuple[int, int]:
 
 
 def _predict_videos(
-    model: PoseModel, videos: list[VideoInput], out: Path, batch_size: int, kpt_thr: float, overlay: bool
+    model: PoseModel,
+    videos: list[VideoInput],
+    out: Path,
+    batch_size: int,
+    kpt_thr: float,
+    overlay: bool,
+    mirror: bool,
 ) -> None:
     """Each video in turn; a video that fails leaves the files of the videos before it written."""
     from posealign.cli.predict_video import VIDEO_FOLDER, predict_video, video_output_names
 
     for video, name in zip(videos, video_output_names(videos), strict=True):
-        frames, seconds = predict_video(model, video, out, name, batch_size, kpt_thr, overlay)
+        frames, seconds = predict_video(model, video, out, name, batch_size, kpt_thr, overlay, mirror)
         written = f"{name}.predictions.json, {name}.csv" + (f", {name}.overlay.mp4" if overlay else "")
         print(
             f"{video.file_name}: {frames} frames at {frames / max(seconds, 1e-9):.1f} frames/s -> "
@@ -208,5 +232,6 @@ def run(args: argparse.Namespace) -> int:
         args.kpt_thr,
         box=args.box,
         overlay=args.overlay,
+        mirror=args.mirror,
     )
     return 0

@@ -50,6 +50,7 @@ def predict_video(
     batch_size: int,
     kpt_thr: float,
     overlay: bool,
+    mirror: bool = False,
 ) -> tuple[int, float]:
     """Predict every frame of ``video`` and write its outputs as ``out/videos/<name>.*``; returns
     (frames, seconds taken)."""
@@ -80,6 +81,7 @@ def predict_video(
                     model.preprocessing.image_size,
                     batch_size,
                     model.preprocessing.box_scale,
+                    mirror,
                 )
                 for i, (image, frame_poses) in enumerate(zip(images, poses, strict=True)):
                     keypoints.append(frame_poses[0].keypoints if frame_poses else missing)

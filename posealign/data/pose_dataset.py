@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from posealign.data.records import PoseDataset, PoseRecord
 from posealign.errors import DatasetFormatError, UserError
-from posealign.image_crops import crop_square, read_rgb_image
+from posealign.image_crops import crop_square, mirror_crop, read_rgb_image
 
 
 def crop_record(record: PoseRecord, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -35,9 +35,8 @@ def crop_record(record: PoseRecord, size: int) -> tuple[np.ndarray, np.ndarray, 
     side = float(crop_box[2])
     keypoints = (record.keypoints - crop_box[:2]) * (size / side)
     if record.mirror:
-        crop = crop[:, ::-1]
         keypoints[:, 0] = (side - 1.0 - (record.keypoints[:, 0] - crop_box[0])) * (size / side)
-        crop_box = np.array([crop_box[0] + side - 1.0, crop_box[1], -side, side], dtype=np.float32)
+        crop, crop_box = mirror_crop(crop, crop_box)
     return crop, keypoints.astype(np.float32), crop_box
 
 
