@@ -80,7 +80,7 @@ def _parameters(
         "keypoint_set": body.keypoint_set.name,
         "styles": {"source": asdict(source_style), "target": asdict(target_style)},
     }
-    if body is not HUMAN:  # the human benchmark predates body plans: its benchmark.json stays as it was
+    if body is not HUMAN:  # no "body" key means human, so every human benchmark.json on disk stays valid
         payload["body"] = body.name
     return json.loads(json.dumps(payload))  # tuples become lists, as when read back from the file
 
