@@ -68,3 +68,27 @@ def test_mirror_inverts_the_training_flip_of_a_right_hand(tmp_path):
     assert w < 0 < h
     back = np.stack([x + labels[:, 0] * w / 32, y + labels[:, 1] * h / 32], 1)
     np.testing.assert_allclose(back, keypoints, atol=1e-4)
+
+
+def test_mirror_reaches_every_video_frame(model, tmp_path):
+    from posealign.inference import predict_images
+    from posealign.onnx_model import load_model_for_prediction
+    from posealign.video_io import probe_video, read_video_frames
+    from tests.test_predict_video import write_video
+
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, frames=4)
+    out = tmp_path / "out"
+    assert (
+        main(["predict", str(clip), "--checkpoint", str(model), "--out", str(out), "--mirror", "--device", "cpu"]) == 0
+    )
+    written = json.loads((out / "videos" / "clip.predictions.json").read_text())
+    frames = [Image.fromarray(pixels) for pixels in read_video_frames(probe_video(clip))]
+    loaded = load_model_for_prediction(model)
+    expected = predict_images(loaded.network, frames, None, loaded.preprocessing.image_size, mirror=True)
+    unmirrored = predict_images(loaded.network, frames, None, loaded.preprocessing.image_size)
+    assert len(written) == len(frames) == 4
+    for entry, poses, plain in zip(written, expected, unmirrored, strict=True):
+        got = np.asarray(entry["keypoints"], dtype=np.float64).reshape(-1, 3)[:, :2]
+        np.testing.assert_allclose(got, poses[0].keypoints, atol=1e-3)
+        assert np.abs(got - plain[0].keypoints).max() > 1.0
