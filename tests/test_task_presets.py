@@ -263,17 +263,22 @@ def test_task_evaluation_scores_known_predictions(task, tmp_path):
         assert half["pck"] == pytest.approx(100.0 * sum(k not in shifted for k in in_all) / len(in_all))
 
 
+def dataset_roles(config) -> dict[str, tuple]:
+    """(dataset, split, options) of a resolved config's source, target and the two evaluations."""
+    specs = {
+        "source": config.data.source,
+        "target": config.data.target,
+        "eval.target": config.data.eval.target,
+        "eval.source": config.data.eval.source,
+    }
+    return {role: (s.dataset, s.split, OmegaConf.to_container(s.options)) for role, s in specs.items()}
+
+
 def test_paper_presets_resolve_to_the_paper_settings_and_every_method_loads_on_every_task():
     for task in PAPER_TASKS:
         config = OmegaConf.create(OmegaConf.to_container(load_config("daml", task), resolve=True))
         source, source_options, target, target_options, source_eval_split, reported = PAPER_DATA[task]
-        specs = {
-            "source": config.data.source,
-            "target": config.data.target,
-            "eval.target": config.data.eval.target,
-            "eval.source": config.data.eval.source,
-        }
-        found = {role: (s.dataset, s.split, OmegaConf.to_container(s.options)) for role, s in specs.items()}
+        found = dataset_roles(config)
         assert found == {
             "source": (source, "train", source_options),
             "target": (target, "train", target_options),
@@ -328,13 +333,7 @@ def test_surreal2human36m_resolves_to_the_anchors_settings_for_every_table_row()
     of the paper tables (source-only, oracle, mean teacher, daml, daml_release, udape) loads on it."""
     for preset in ("source_only", "oracle", "mean_teacher", "daml", "daml_release", "udape"):
         config = OmegaConf.create(OmegaConf.to_container(load_config(preset, "surreal2human36m"), resolve=True))
-        specs = {
-            "source": config.data.source,
-            "target": config.data.target,
-            "eval.target": config.data.eval.target,
-            "eval.source": config.data.eval.source,
-        }
-        found = {role: (s.dataset, s.split, OmegaConf.to_container(s.options)) for role, s in specs.items()}
+        found = dataset_roles(config)
         assert found == {
             "source": ("surreal", "train", {}),
             "target": ("human36m", "train", {}),

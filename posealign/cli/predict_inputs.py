@@ -61,17 +61,23 @@ def collect_images(specs: list[str], extensions: tuple[str, ...] = IMAGE_EXTENSI
     return images
 
 
+def read_box_json(path: Path, missing_fix: str, broken_fix: str) -> object:
+    """The parsed JSON of a ``--boxes`` file, or a one-line error naming it: ``missing_fix`` when it
+    does not exist, ``broken_fix`` when it is not JSON."""
+    if not path.is_file():
+        raise UserError(f"{path}: box file not found; {missing_fix}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: box file is not valid JSON ({error}); {broken_fix}") from None
+
+
 def read_box_file(path: Path) -> dict[str, dict]:
     """A COCO JSON's images and boxes: file_name -> {"id", "boxes": [[x, y, w, h], ...]}.
 
     Crowd annotations (``iscrowd: 1``) are skipped; an image without annotations has no boxes.
     """
-    if not path.is_file():
-        raise UserError(f"{path}: box file not found; pass a COCO JSON with 'images' and 'annotations' (bbox)")
-    try:
-        coco = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: box file is not valid JSON ({error}); pass a COCO JSON") from None
+    coco = read_box_json(path, "pass a COCO JSON with 'images' and 'annotations' (bbox)", "pass a COCO JSON")
     if (
         not isinstance(coco, dict)
         or not isinstance(coco.get("images"), list)

@@ -16,12 +16,11 @@ Everything here is checked before the model runs, so a bad file is one line nami
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from posealign.cli.predict_inputs import ImageInput, listed_name
+from posealign.cli.predict_inputs import ImageInput, listed_name, read_box_json
 from posealign.errors import UserError
 from posealign.video_io import VideoInfo, probe_video
 
@@ -83,12 +82,7 @@ def check_box_in_frame(box: Box, width: int, height: int, where: str) -> None:
 
 def read_video_box_file(path: Path) -> dict[str, dict[int, Box | None]]:
     """The ``videos`` section of a box file: video name -> {frame index: box or None}."""
-    if not path.is_file():
-        raise UserError(f"{path}: box file not found; pass a JSON file with a 'videos' section")
-    try:
-        content = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: box file is not valid JSON ({error}); fix the file") from None
+    content = read_box_json(path, "pass a JSON file with a 'videos' section", "fix the file")
     videos = content.get("videos") if isinstance(content, dict) else None
     if not isinstance(videos, dict) or not videos:
         raise UserError(

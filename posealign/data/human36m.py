@@ -31,9 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-from posealign.data.records import PoseDataset, RecordCollector, read_json_file, whole_crop_in_frame
+from posealign.data.records import (
+    PoseDataset,
+    RecordCollector,
+    prepared_crop_size,
+    read_json_file,
+    whole_crop_in_frame,
+)
 from posealign.errors import DatasetFormatError
-from posealign.image_crops import read_image_size
 from posealign.keypoints import BODY16
 
 TRAIN_SUBJECTS = (1, 5, 6, 7, 8)
@@ -110,10 +115,7 @@ def _add_record(collector: RecordCollector, root: Path, path: Path, index: int, 
         )
     image = root / "crop_images" / sample["name"]
     exists = collector.check_image(image)
-    size = (sample["width"], sample["height"]) if "width" in sample and "height" in sample else None
-    if size is None and exists:
-        size = read_image_size(image)
-    visible, crop_box = whole_crop_in_frame(keypoints, size)
+    visible, crop_box = whole_crop_in_frame(keypoints, prepared_crop_size(sample, image, exists))
     meta = {"subject_file": path.name, "name": sample["name"]}
     for key, shape in (("keypoint3d", (16, 3)), ("intrinsic_matrix", (3, 3))):
         if key in sample and np.shape(sample[key]) == shape:

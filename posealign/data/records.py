@@ -18,6 +18,7 @@ import scipy.io
 from scipy.io.matlab import MatReadError
 
 from posealign.errors import DatasetFormatError
+from posealign.image_crops import read_image_size
 from posealign.keypoints import KeypointSet
 
 
@@ -119,6 +120,14 @@ def square_box_around(x0: float, y0: float, x1: float, y1: float, scale: float =
     cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
     side = max(x1 - x0, y1 - y0, 1.0) * scale
     return np.array([cx - side / 2.0, cy - side / 2.0, side, side], dtype=np.float32)
+
+
+def prepared_crop_size(sample: dict, image: Path, exists: bool) -> tuple[int, int] | None:
+    """A prepared crop's (width, height): as the annotation records it, else from the image's header
+    when the image exists, else None (for ``whole_crop_in_frame``)."""
+    if "width" in sample and "height" in sample:
+        return sample["width"], sample["height"]
+    return read_image_size(image) if exists else None
 
 
 def whole_crop_in_frame(keypoints: np.ndarray, size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:

@@ -26,11 +26,11 @@ from posealign.data.records import (
     PoseDataset,
     PoseRecord,
     RecordCollector,
+    prepared_crop_size,
     read_json_file,
     whole_crop_in_frame,
 )
 from posealign.errors import DatasetFormatError
-from posealign.image_crops import read_image_size
 from posealign.keypoints import BODY16
 
 SPLITS = ("train", "val", "test")
@@ -97,10 +97,7 @@ def _read_run(path: Path, split: str, check_images: bool) -> list[PoseRecord]:
         image = image_dir / sample["name"]
         keypoints = joints[list(SMPL_TO_BODY16)]
         exists = collector.check_image(image)
-        size = (sample["width"], sample["height"]) if "width" in sample and "height" in sample else None
-        if size is None and exists:
-            size = read_image_size(image)
-        visible, crop_box = whole_crop_in_frame(keypoints, size)
+        visible, crop_box = whole_crop_in_frame(keypoints, prepared_crop_size(sample, image, exists))
         meta = {"run": image_dir.name, "name": sample["name"]}
         if "keypoint3d" in sample:
             joints3d = np.asarray(sample["keypoint3d"], dtype=np.float32)
